@@ -1,0 +1,1 @@
+"""Turn galaxy catalogs and images (real or synthetic) into WebDataset shards."""

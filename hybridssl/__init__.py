@@ -1,0 +1,2 @@
+"""hybridssl: hybrid BYOL + Dirichlet-multinomial pretraining for galaxy images."""
+__version__ = "0.1.0"

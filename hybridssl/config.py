@@ -1,0 +1,113 @@
+"""Typed configs: YAML files under ``configs/`` merged onto dataclasses.
+
+The YAML files are the one home of defaults; the dataclasses only declare names
+and types, so an unknown or mistyped key fails loudly with the valid choices.
+Any mapping in a YAML file may name a ``base:`` file (relative to itself) that it extends,
+so presets (``configs/augment/byol.yaml``) are written once and reused by whole-run configs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence, Type, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the key and the valid choices."""
+
+
+def config_dir() -> Path:
+    """``configs/`` next to the package (editable install) or under ``sys.prefix/share``."""
+    env = os.environ.get("HYBRIDSSL_CONFIG_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[1] / "configs",
+                   Path(sys.prefix) / "share" / "hybridssl" / "configs"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError(f"configs/ not found in any of {[str(c) for c in candidates]}")
+
+
+def resolve_config_path(name_or_path: str | os.PathLike, kind: str) -> Path:
+    """A path as given, or ``configs/<kind>/<name>.yaml``."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    shipped = config_dir() / kind / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    available = sorted(q.stem for q in (config_dir() / kind).glob("*.yaml"))
+    raise ConfigError(f"no {kind} config {str(name_or_path)!r}; shipped ones: {available}")
+
+
+def _expand(node, here: Path, seen: tuple):
+    """Resolve ``base: FILE`` in any mapping: FILE's content, then this mapping's keys on top."""
+    if not isinstance(node, dict):
+        return node
+    node = {k: _expand(v, here, seen) for k, v in node.items()}
+    base = node.pop("base", None)
+    if base is None:
+        return node
+    return OmegaConf.to_container(OmegaConf.merge(_load_yaml(here / base, seen), node))
+
+
+def _load_yaml(path: Path, seen: tuple = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"config 'base:' cycle through {path}")
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # yaml and OS errors come in many types
+        raise ConfigError(f"cannot read config {path}: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} is not a mapping")
+    return _expand(raw, path.parent, seen + (path,))
+
+
+def _valid_keys(cls: type, dotted: str) -> list[str]:
+    """Keys allowed beside the last component of ``dotted``."""
+    parent = dotted.rpartition(".")[0]
+    node = OmegaConf.structured(cls)
+    sub = OmegaConf.select(node, parent) if parent else node
+    return [str(k) for k in sub.keys()] if isinstance(sub, DictConfig) else []
+
+
+def load_config(cls: Type[T], path: str | os.PathLike | None = None,
+                overrides: Sequence[str] = ()) -> T:
+    """Merge ``path`` (and its ``base:`` chain) and ``key=value`` overrides onto ``cls``."""
+    layers = [OmegaConf.create(_load_yaml(Path(path)))] if path is not None else []
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} is not of the form key=value")
+    try:
+        cli = OmegaConf.from_dotlist(list(overrides))
+        cfg = OmegaConf.merge(OmegaConf.structured(cls), *layers, cli)
+    except (ConfigKeyError, ValidationError) as e:
+        key = getattr(e, "full_key", None) or ""
+        valid = _valid_keys(cls, key) if isinstance(e, ConfigKeyError) else []
+        hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
+        raise ConfigError(f"config key {key!r}: {e.msg if hasattr(e, 'msg') else e}{hint}") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"config error: {e}") from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"config keys without a value: {missing} (set them in YAML or as key=value)")
+    obj = OmegaConf.to_object(cfg)
+    check = getattr(obj, "validate", None)
+    if callable(check):
+        check()
+    return obj
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Any) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)

@@ -1,0 +1,90 @@
+"""The shard format: the contract between ``data_prep`` (writer) and ``hybridssl.data`` (reader).
+
+A shard set is a directory with ``shard-000000.tar`` ... and ``manifest.json``. Each sample:
+
+- ``__key__``: the catalog's ``id_str``, escaped by :func:`encode_key` (webdataset splits keys
+  at the first dot and at slashes, and real ids such as ``J004544.11-005037.5`` have dots);
+- ``image.jpg`` or ``image.png``: RGB, ``image_size`` square, uint8;
+- ``votes.npy``: float32 (n_answers,) over the manifest's schema, zeros where not asked
+  (absent for unlabelled samples);
+- ``meta.json``: ``{"id_str", "campaign", "source", ...extra catalog columns}``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+SHARD_PATTERN = "shard-{:06d}.tar"
+FORMAT_VERSION = 1
+_SAFE = re.compile(r"[A-Za-z0-9_\-]")
+
+
+class ShardError(ValueError):
+    """A shard set is missing, inconsistent or corrupt; the message names the file."""
+
+
+def encode_key(id_str: str) -> str:
+    """Reversible, dot- and slash-free key: unsafe characters become ``~xx`` hex escapes."""
+    return "".join(c if _SAFE.match(c) else "".join(f"~{b:02x}" for b in c.encode()) for c in str(id_str))
+
+
+def decode_key(key: str) -> str:
+    raw, i = bytearray(), 0
+    while i < len(key):
+        if key[i] == "~":
+            raw.append(int(key[i + 1:i + 3], 16))
+            i += 3
+        else:
+            raw += key[i].encode()
+            i += 1
+    return raw.decode()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def encode_votes(votes: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(votes, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_votes(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def read_manifest(shard_dir: str | os.PathLike) -> dict:
+    """The manifest of a shard set, checked for the fields readers rely on.
+
+    Fields: format_version, schema, schema_hash, n_answers, labelled (bool), image_size,
+    image_format, n_samples, shards: [{name, n_samples, sha256, bytes}], command, created.
+    """
+    path = Path(shard_dir) / MANIFEST
+    if not path.exists():
+        raise ShardError(f"{shard_dir}: no {MANIFEST}; is this a directory written by `hybridssl prepare`?")
+    try:
+        m = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ShardError(f"{path}: not valid JSON ({e})") from e
+    for k in ("schema", "schema_hash", "labelled", "image_size", "shards", "n_samples"):
+        if k not in m:
+            raise ShardError(f"{path}: missing field {k!r}")
+    return m
+
+
+def shard_paths(shard_dir: str | os.PathLike) -> list[Path]:
+    """Shard files listed in the manifest (only complete shards are ever listed)."""
+    m = read_manifest(shard_dir)
+    return [Path(shard_dir) / s["name"] for s in m["shards"]]
