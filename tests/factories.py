@@ -1,0 +1,98 @@
+"""Small valid shard sets for tests, written per the contract in ``hybridssl/shards.py``.
+
+Images are random noise with a bright blob (so crops and flips change something visible);
+votes follow the decision tree of one campaign: a root question gets ~40 volunteers and each
+child question is asked of exactly the volunteers who gave its parent answer.
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+
+from hybridssl.schema import load_schema
+from hybridssl.shards import FORMAT_VERSION, MANIFEST, SHARD_PATTERN, encode_key, encode_votes, sha256_file
+
+
+def fake_id(i: int, seed: int = 0) -> str:
+    """An id with a dot and a plus sign, like real ones (``J004544.11-005037.5``)."""
+    return f"J{seed:03d}{i:06d}.5+0012.{i % 10}"
+
+
+def fake_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.uniform(0.3, 0.7, 2) * size
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 8) ** 2))
+    colour = rng.uniform(120, 195, 3)
+    return np.clip(img + blob[..., None] * colour, 0, 255).astype(np.uint8)
+
+
+def fake_votes(rng: np.random.Generator, schema, campaign: str) -> np.ndarray:
+    """Integer votes (as float32) on ``campaign``'s columns, consistent with the decision tree."""
+    votes = np.zeros(schema.n_answers, dtype=np.float32)
+    for q in schema.questions:  # file order lists parents before children
+        if q.campaign != campaign:
+            continue
+        n = int(rng.integers(20, 60)) if q.parent is None else int(votes[schema.column_index[q.parent]])
+        if n:
+            votes[q.start:q.end] = rng.multinomial(n, rng.dirichlet(np.ones(len(q.answers))))
+    return votes
+
+
+def write_shards(out_dir, n: int, labelled: bool = True, n_shards: int = 4, image_size: int = 32,
+                 schema: str = "gz_evo_v0.1", seed: int = 0, campaign: str = "dr5",
+                 keep: Mapping[str, Sequence] | None = None, image_format: str = "jpg") -> Path:
+    """Write ``n`` samples in ``n_shards`` tar shards plus ``manifest.json``; returns ``out_dir``.
+
+    ``keep``: extra per-sample meta.json fields (column -> sequence of ``n`` values), as
+    ``prepare --keep-columns`` would copy from the catalog. Unlabelled samples have no
+    ``votes.npy`` and campaign null.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sch = load_schema(schema)
+    rng = np.random.default_rng(seed)
+    keep = dict(keep or {})
+    for k, v in keep.items():
+        if len(v) != n:
+            raise ValueError(f"keep[{k!r}] has {len(v)} values, expected {n}")
+    entries, i = [], 0
+    for s, count in enumerate(np.array_split(np.arange(n), n_shards)):
+        name = SHARD_PATTERN.format(s)
+        with wds.TarWriter(str(out / name)) as tw:
+            for i in count.tolist():
+                tw.write(_sample(rng, sch, i, seed, labelled, campaign, image_size, image_format, keep))
+        entries.append({"name": name, "n_samples": len(count), "sha256": sha256_file(out / name),
+                        "bytes": (out / name).stat().st_size})
+    manifest = {"format_version": FORMAT_VERSION, "schema": sch.name, "schema_hash": sch.hash,
+                "n_answers": sch.n_answers, "labelled": labelled, "image_size": image_size,
+                "image_format": image_format, "n_samples": n, "shards": entries,
+                "command": f"tests/factories.write_shards(n={n}, seed={seed})",
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+def _sample(rng, sch, i, seed, labelled, campaign, image_size, image_format, keep) -> dict:
+    id_str = fake_id(i, seed)
+    buf = io.BytesIO()
+    Image.fromarray(fake_image(rng, image_size)).save(buf, format="JPEG" if image_format == "jpg" else "PNG")
+    meta = {"id_str": id_str, "campaign": campaign if labelled else None,
+            "source": "tests/factories", **{k: _plain(v[i]) for k, v in keep.items()}}
+    sample = {"__key__": encode_key(id_str), f"image.{image_format}": buf.getvalue(),
+              "meta.json": json.dumps(meta).encode()}
+    if labelled:
+        sample["votes.npy"] = encode_votes(fake_votes(rng, sch, campaign))
+    return sample
+
+
+def _plain(v):
+    """numpy scalars to Python ones, so meta.json stays plain JSON."""
+    return v.item() if isinstance(v, np.generic) else v
