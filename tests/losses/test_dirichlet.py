@@ -1,0 +1,220 @@
+"""The Dirichlet-multinomial loss against scipy, its masking, validation and the one reduction."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import dirichlet_multinomial
+
+from hybridssl.losses import (
+    campaign_losses,
+    campaign_voted_galaxies,
+    dirichlet_multinomial_loss,
+    dirichlet_multinomial_nll,
+)
+from hybridssl.schema import Schema, load_schema
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return load_schema("gz_evo_v0.1")
+
+
+def random_counts(schema, rng, n_rows):
+    """Per question: unasked, a single vote, a large count (>= 500) or a typical ~40 votes."""
+    counts = np.zeros((n_rows, schema.n_answers))
+    for row in range(n_rows):
+        for q in schema.questions:
+            kind = rng.integers(4)
+            k = len(q.answers)
+            if kind == 1:
+                counts[row, q.start + rng.integers(k)] = 1
+            elif kind == 2:
+                counts[row, q.start:q.end] = rng.multinomial(rng.integers(500, 900), np.ones(k) / k)
+            elif kind == 3:
+                counts[row, q.start:q.end] = rng.multinomial(rng.integers(2, 40), rng.dirichlet(np.ones(k)))
+    return counts
+
+
+def scipy_nll(concentrations, counts, schema):
+    """Independent reference: one scipy call per (galaxy, question)."""
+    out = np.zeros((counts.shape[0], schema.n_questions))
+    for row in range(counts.shape[0]):
+        for qi, q in enumerate(schema.questions):
+            n = counts[row, q.start:q.end]
+            out[row, qi] = -dirichlet_multinomial.logpmf(n, concentrations[row, q.start:q.end], n.sum())
+    return out
+
+
+def test_matches_scipy_in_float64(schema):
+    rng = np.random.default_rng(0)
+    counts = random_counts(schema, rng, 6)
+    conc = rng.uniform(1, 101, counts.shape)
+    totals = np.stack([counts[:, q.start:q.end].sum(1) for q in schema.questions], 1)
+    assert (totals == 0).any() and (totals == 1).any() and (totals >= 500).any()
+
+    got = dirichlet_multinomial_nll(torch.tensor(conc), torch.tensor(counts), schema)
+
+    assert got.dtype == torch.float64 and got.shape == (6, schema.n_questions)
+    np.testing.assert_allclose(got.numpy(), scipy_nll(conc, counts, schema), rtol=0, atol=1e-5)
+
+
+def test_float32_close_to_scipy(schema):
+    rng = np.random.default_rng(1)
+    counts = random_counts(schema, rng, 4)
+    conc = rng.uniform(1, 101, counts.shape)
+    got = dirichlet_multinomial_nll(torch.tensor(conc, dtype=torch.float32),
+                                    torch.tensor(counts, dtype=torch.float32), schema)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), scipy_nll(conc, counts, schema), rtol=1e-4, atol=1e-3)
+
+
+def test_bf16_autocast_computes_in_float32(schema):
+    rng = np.random.default_rng(2)
+    counts = torch.tensor(random_counts(schema, rng, 3), dtype=torch.float32)
+    features = torch.randn(3, 16)
+    linear = torch.nn.Linear(16, schema.n_answers)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        conc = 1 + 100 * torch.sigmoid(linear(features))
+        assert conc.dtype == torch.bfloat16
+        got = dirichlet_multinomial_nll(conc, counts, schema)
+    assert got.dtype == torch.float32
+    want = scipy_nll(conc.double().detach().numpy(), counts.double().numpy(), schema)
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-4, atol=1e-3)
+
+
+def test_unasked_questions_have_exactly_zero_loss_and_gradient(schema):
+    rng = np.random.default_rng(3)
+    counts = torch.tensor(random_counts(schema, rng, 5))
+    conc = torch.tensor(rng.uniform(1, 101, counts.shape), requires_grad=True)
+
+    nll = dirichlet_multinomial_nll(conc, counts, schema)
+    nll.sum().backward()
+
+    qidx = torch.as_tensor(schema.question_index)
+    unasked_q = torch.stack([counts[:, q.start:q.end].sum(1) == 0 for q in schema.questions], 1)
+    unasked_col = unasked_q[:, qidx]
+    assert unasked_q.any() and (~unasked_q).any()
+    assert torch.all(nll[unasked_q] == 0)
+    assert torch.all(nll[~unasked_q] > 0)
+    assert torch.isfinite(conc.grad).all()
+    assert torch.all(conc.grad[unasked_col] == 0)
+    assert torch.all(conc.grad[~unasked_col].abs().sum() > 0)
+
+
+def test_unasked_questions_are_masked_not_cancelled(schema):
+    """Predictions for unasked questions never enter the arithmetic, even inf or NaN ones."""
+    counts = torch.zeros(2, schema.n_answers)
+    q = schema.questions[0]
+    counts[0, q.start] = 3
+    conc = torch.full((2, schema.n_answers), 5.0)
+    conc[:, q.end:] = float("inf")
+    conc[1, :] = float("nan")
+    conc.requires_grad_(True)
+
+    nll = dirichlet_multinomial_nll(conc, counts, schema, validate=False)
+    nll.sum().backward()
+
+    assert nll[0, 0] > 0 and torch.all(nll[0, 1:] == 0) and torch.all(nll[1] == 0)
+    assert torch.all(conc.grad[0, q.start:q.end] != 0)
+    assert torch.all(conc.grad[0, q.end:] == 0) and torch.all(conc.grad[1] == 0)
+
+
+def tiny_schema():
+    return Schema("tiny", {"c": [{"name": "shape-c", "answers": ["round", "cigar", "edge"], "parent": None},
+                                 {"name": "bar-c", "answers": ["yes", "no"], "parent": "shape-c_edge"}]})
+
+
+def test_pmf_over_all_count_vectors_sums_to_one():
+    schema = tiny_schema()
+    n_votes = 4
+    vectors = [v for v in itertools.product(range(n_votes + 1), repeat=3) if sum(v) == n_votes]
+    assert len(vectors) == 15
+    counts = torch.zeros(len(vectors), schema.n_answers, dtype=torch.float64)
+    counts[:, :3] = torch.tensor(vectors, dtype=torch.float64)
+    conc = torch.tensor([[1.5, 7.0, 30.0, 2.0, 3.0]], dtype=torch.float64).expand(len(vectors), -1)
+
+    nll = dirichlet_multinomial_nll(conc, counts, schema)
+
+    assert torch.exp(-nll[:, 0]).sum().item() == pytest.approx(1.0, abs=1e-12)
+    assert torch.all(nll[:, 1] == 0)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), 2.5])
+def test_bad_counts_name_row_and_column(schema, bad):
+    counts = torch.zeros(3, schema.n_answers)
+    col = schema.column_index["bar-dr5_weak"]
+    counts[2, col] = bad
+    conc = torch.full(counts.shape, 2.0)
+    with pytest.raises(ValueError, match=r"row 2.*'bar-dr5_weak'"):
+        dirichlet_multinomial_nll(conc, counts, schema)
+
+
+def test_validation_is_optional(schema):
+    counts = torch.zeros(1, schema.n_answers)
+    counts[0, 0] = 2.5  # fractional: meaningless as votes, but lgamma is defined
+    nll = dirichlet_multinomial_nll(torch.full(counts.shape, 2.0), counts, schema, validate=False)
+    assert torch.isfinite(nll).all() and nll[0, 0] > 0
+
+
+def test_bad_concentrations_and_shapes_raise(schema):
+    counts = torch.zeros(2, schema.n_answers)
+    conc = torch.full(counts.shape, 2.0)
+    conc[1, 5] = 0.0
+    with pytest.raises(ValueError, match=rf"row 1.*{schema.label_cols[5]!r}"):
+        dirichlet_multinomial_nll(conc, counts, schema)
+    with pytest.raises(ValueError, match="206"):
+        dirichlet_multinomial_nll(torch.ones(2, 10), torch.zeros(2, 10), schema)
+    with pytest.raises(ValueError, match="counts have shape"):
+        dirichlet_multinomial_nll(torch.full((2, 206), 2.0), torch.zeros(3, 206), schema)
+
+
+def test_loss_is_sum_over_questions_mean_over_voted_galaxies(schema):
+    rng = np.random.default_rng(4)
+    voted = torch.tensor(random_counts(schema, rng, 3))
+    voted[:, :3] += torch.tensor([1.0, 0, 0])  # every row answers at least one question
+    counts = torch.cat([voted[:1], torch.zeros(2, schema.n_answers), voted[1:]])
+    conc = torch.tensor(rng.uniform(1, 101, counts.shape))
+
+    loss = dirichlet_multinomial_loss(conc, counts, schema)
+
+    nll = torch.tensor(scipy_nll(conc.numpy(), counts.numpy(), schema))
+    assert loss.item() == pytest.approx(nll.sum().item() / 3, rel=1e-10)
+    undiluted = dirichlet_multinomial_loss(conc[[0, 3, 4]], voted, schema)
+    assert loss.item() == pytest.approx(undiluted.item(), rel=1e-12)
+
+
+def test_loss_without_any_votes_is_zero_and_differentiable(schema):
+    conc = torch.full((4, schema.n_answers), 3.0, requires_grad=True)
+    loss = dirichlet_multinomial_loss(conc, torch.zeros(4, schema.n_answers), schema)
+    assert loss.item() == 0 and loss.requires_grad
+    loss.backward()
+    assert torch.all(conc.grad == 0)
+
+
+def test_campaign_losses_use_the_same_reduction(schema):
+    rng = np.random.default_rng(5)
+    full = torch.tensor(random_counts(schema, rng, 3))
+    counts = torch.zeros_like(full)
+    dr5 = [schema.column_index[c] for c in schema.campaign_columns("dr5")]
+    gz2 = [schema.column_index[c] for c in schema.campaign_columns("gz2")]
+    counts[:2, dr5] = full[:2, dr5]
+    counts[2, gz2] = full[2, gz2]
+    counts[:2, dr5[0]] += 1  # rows 0, 1 voted only in dr5; row 2 only in gz2
+    counts[2, gz2[0]] += 1
+    conc = torch.tensor(rng.uniform(1, 101, counts.shape))
+    nll = dirichlet_multinomial_nll(conc, counts, schema)
+
+    per_campaign = campaign_losses(nll, counts, schema)
+
+    is_dr5 = torch.tensor([q.campaign == "dr5" for q in schema.questions])
+    is_gz2 = torch.tensor([q.campaign == "gz2" for q in schema.questions])
+    expected = torch.zeros(len(schema.campaigns), dtype=torch.float64)
+    expected[schema.campaigns.index("dr5")] = nll[:2][:, is_dr5].sum() / 2
+    expected[schema.campaigns.index("gz2")] = nll[2, is_gz2].sum()
+    torch.testing.assert_close(per_campaign, expected, rtol=1e-12, atol=0)
+    weights = campaign_voted_galaxies(counts, schema)
+    assert weights.tolist() == [2 if c == "dr5" else 1 if c == "gz2" else 0 for c in schema.campaigns]
+    # weighting campaigns by their voted galaxies recovers the training loss (each galaxy here is in one campaign)
+    overall = dirichlet_multinomial_loss(conc, counts, schema)
+    assert (per_campaign * weights).sum().item() / 3 == pytest.approx(overall.item(), rel=1e-12)
