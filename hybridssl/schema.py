@@ -51,6 +51,8 @@ class Schema:
         questions, start = [], 0
         for campaign, qs in campaigns.items():
             for q in qs:
+                if not isinstance(q, dict) or "name" not in q or "answers" not in q:
+                    raise SchemaError(f"campaign {campaign!r}: each question needs 'name' and 'answers', got {q!r}")
                 answers = tuple(str(a) for a in q["answers"])
                 if len(answers) < 2:
                     raise SchemaError(f"question {q['name']!r} needs at least 2 answers, has {answers}")
@@ -165,6 +167,16 @@ def available_schemas() -> list[str]:
     return sorted(p.stem for p in (config_dir() / "schema").glob("*.yaml"))
 
 
+def _read_yaml(path: Path) -> dict:
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # yaml and OS errors come in many types
+        raise SchemaError(f"cannot read schema file {path}: {e}") from e
+    if not isinstance(raw, dict):
+        raise SchemaError(f"schema file {path} is not a mapping")
+    return raw
+
+
 def load_schema(name_or_path: str | os.PathLike | Schema = "gz_evo_v0.1") -> Schema:
     """A shipped schema by name (``configs/schema/<name>.yaml``) or a YAML path."""
     if isinstance(name_or_path, Schema):
@@ -174,7 +186,7 @@ def load_schema(name_or_path: str | os.PathLike | Schema = "gz_evo_v0.1") -> Sch
         p = config_dir() / "schema" / f"{name_or_path}.yaml"
         if not p.exists():
             raise SchemaError(f"unknown schema {str(name_or_path)!r}; shipped: {available_schemas()}")
-    raw = OmegaConf.to_container(OmegaConf.load(p))
+    raw = _read_yaml(p)
     if "campaigns" not in raw:
         raise SchemaError(f"{p}: a schema needs a 'campaigns' list")
     campaigns: dict[str, list[dict]] = {}
@@ -183,7 +195,9 @@ def load_schema(name_or_path: str | os.PathLike | Schema = "gz_evo_v0.1") -> Sch
             cp = p.parent / "campaigns" / f"{entry}.yaml"
             if not cp.exists():
                 raise SchemaError(f"{p}: campaign {entry!r} has no file {cp}")
-            entry = OmegaConf.to_container(OmegaConf.load(cp))
+            entry = _read_yaml(cp)
+        if not isinstance(entry, dict):
+            raise SchemaError(f"{p}: campaign entry {entry!r} is neither a name nor a mapping")
         name = entry.get("name")
         if not name or "questions" not in entry:
             raise SchemaError(f"{p}: each campaign needs 'name' and 'questions' (got keys {list(entry)})")
