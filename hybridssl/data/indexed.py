@@ -1,0 +1,105 @@
+"""Read-once evaluation reader: a map-style Dataset over a shard set.
+
+The index (for each sample: its shard and the offset and size of each member) is built once
+with ``tarfile`` from the tar headers; ``__getitem__`` then seeks and reads only that sample's
+bytes. A plain DataLoader with a sequential sampler therefore reads every sample exactly once
+per pass, in manifest order, with any number of workers and no resampling.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import tarfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from hybridssl.schema import Schema, load_schema
+from hybridssl.shards import MANIFEST, ShardError, read_manifest, shard_paths
+from hybridssl.data.stream import DECODERS, parse_sample
+
+
+class IndexedShards(torch.utils.data.Dataset):
+    """``dataset[i]`` -> dict(image uint8 (3,H,W), votes float32 or None, has_votes, id_str, campaign, meta)."""
+
+    def __init__(self, shard_dir: str | os.PathLike, schema: Schema | str | None = None,
+                 decode: str = "torchvision"):
+        if decode not in DECODERS:
+            raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
+        self.shard_dir, self.decode = Path(shard_dir), decode
+        m = read_manifest(shard_dir)
+        if schema is not None:
+            schema = load_schema(schema)
+            if m["schema_hash"] != schema.hash:
+                raise ShardError(f"{self.shard_dir / MANIFEST}: schema_hash {m['schema_hash']} does not match "
+                                 f"schema {schema.name} (hash {schema.hash})")
+        self.labelled, self.image_size = bool(m["labelled"]), int(m["image_size"])
+        self.n_answers = int(m.get("n_answers") or (schema.n_answers if schema else 0))
+        self.shards = shard_paths(shard_dir)
+        self.index = [entry for s, path in enumerate(self.shards) for entry in _index_tar(s, path)]
+        if len(self.index) != m["n_samples"]:
+            raise ShardError(f"{self.shard_dir / MANIFEST}: lists {m['n_samples']} samples, shards hold "
+                             f"{len(self.index)}; run `hybridssl verify {self.shard_dir}`")
+        self._files: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        shard, key, members = self.index[i]
+        f = self._files.get(shard)
+        if f is None:  # opened lazily so that each DataLoader worker has its own handles
+            f = self._files[shard] = open(self.shards[shard], "rb")
+        raw = {"__key__": key}
+        for suffix, (offset, size) in members.items():
+            f.seek(offset)
+            raw[suffix] = f.read(size)
+        try:
+            out = parse_sample(raw, self.image_size, self.n_answers, self.labelled, self.decode)
+        except Exception as e:  # evaluation must not silently drop samples
+            raise ShardError(f"{self.shards[shard]}: sample {key!r} is corrupt ({e})") from e
+        out["has_votes"] = self.labelled
+        return out
+
+    def __getstate__(self):
+        return {**self.__dict__, "_files": {}}
+
+    def __del__(self):
+        for f in getattr(self, "_files", {}).values():
+            f.close()
+
+
+def _index_tar(shard: int, path: Path) -> list:
+    """[(shard, key, {suffix: (data offset, size)})] in tar order; a key's members are contiguous."""
+    entries: list = []
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, suffix = member.name.rpartition("/")[2].partition(".")
+                if not entries or entries[-1][1] != key:
+                    entries.append((shard, key, {}))
+                entries[-1][2][suffix] = (member.offset_data, member.size)
+    except tarfile.TarError as e:
+        raise ShardError(f"{path}: unreadable tar ({e})") from e
+    return entries
+
+
+def collate_samples(samples: list[dict], n_answers: Optional[int] = None) -> dict:
+    """Per-sample dicts -> a batch with the training stream's keys (zero votes where absent) plus ``meta``."""
+    n = n_answers or next((len(s["votes"]) for s in samples if s["votes"] is not None), 0)
+    return {"image": torch.stack([s["image"] for s in samples]),
+            "votes": torch.stack([s["votes"] if s["votes"] is not None else torch.zeros(n) for s in samples]),
+            "has_votes": torch.tensor([s["has_votes"] for s in samples], dtype=torch.bool),
+            "id_str": [s["id_str"] for s in samples], "campaign": [s["campaign"] for s in samples],
+            "meta": [s["meta"] for s in samples]}
+
+
+def make_eval_loader(dataset: IndexedShards, batch_size: int, num_workers: int = 0,
+                     pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """Sequential, no shuffling, no dropped tail: every sample exactly once per pass, in order."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                       pin_memory=pin_memory and torch.cuda.is_available(),
+                                       collate_fn=functools.partial(collate_samples, n_answers=dataset.n_answers))

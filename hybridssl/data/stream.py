@@ -1,0 +1,379 @@
+"""The training stream: labelled and unlabelled shard sets mixed at a fixed fraction per batch.
+
+Each DataLoader worker reads two WebDataset pipelines (labelled, unlabelled), batches each to
+its quota (``round(batch_size * labelled_fraction)`` labelled rows) and concatenates them, so
+the fraction holds in every batch. Images stay uint8 (augmentation runs on the training device).
+
+Distribution. ``rank``/``world_size`` come from the arguments, else ``torch.distributed`` when
+initialised, else the ``RANK``/``WORLD_SIZE`` environment, else 0/1.
+
+- ``deterministic: false`` (training): every worker draws shards with replacement from the whole
+  set (``webdataset.ResampledShards``), so any shard count works with any number of ranks.
+- ``deterministic: true``: no resampling; shards are split by rank then by worker (as
+  ``wds.split_by_node`` + ``wds.split_by_worker`` do, but with an explicit rank) and each worker
+  reads its own shards in a seeded order. A set with fewer shards than ranks x workers is an
+  error naming the counts. When shards hold equal numbers of samples and the epoch length is
+  one pass, every sample is seen exactly once per epoch; a worker that needs more batches than
+  its shards hold starts another seeded pass over them.
+
+Every worker of every rank yields the same number of batches (``__len__`` per rank is
+``epoch_length``, or one pass over the data when ``epoch_length`` is null), so DDP never
+waits at the end of an epoch for a rank that ran out.
+
+Exact resume. With a seed, the stream is a pure function of (seed, epoch, rank, worker).
+Call ``set_epoch(e)`` at each epoch start (if never called, each new pass of the loader
+advances the epoch by one). On a mid-epoch resume call ``set_epoch(e)`` then
+``skip_batches(k)``: the next pass of epoch ``e`` drops its first ``k`` batches. The DataLoader
+takes batches from workers round-robin, so worker ``w`` drops ``ceil((k - w) / W)`` of its own
+(worker batch counts differ by at most one, lowest ids first, which keeps the order exact).
+Skipped batches are still read and decoded (corrupt samples must be skipped identically).
+
+Corrupt samples (unreadable tar member, undecodable image, wrong size, bad votes or meta) are
+skipped through webdataset's handlers and counted: ``batch["n_skipped"]`` is the number skipped
+by that worker since its previous batch; the first few are logged.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import random
+import re
+from dataclasses import dataclass
+from itertools import count, islice
+from typing import Iterator, List, Optional
+
+import numpy as np
+import torch
+import webdataset as wds
+from omegaconf import MISSING
+
+from hybridssl.config import ConfigError
+from hybridssl.schema import Schema, load_schema
+from hybridssl.shards import MANIFEST, ShardError, decode_key, decode_votes
+
+log = logging.getLogger(__name__)
+DECODERS = ("torchvision", "pil")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+_MAX_CONSECUTIVE_BAD = 1000  # a stream this broken is a wrong dataset, not a few bad samples
+
+
+@dataclass
+class DataConfig:
+    labelled: List[str] = MISSING        # shard-set directories with votes
+    unlabelled: List[str] = MISSING      # shard-set directories read as images only
+    batch_size: int = MISSING
+    labelled_fraction: float = MISSING   # of every batch
+    num_workers: int = MISSING
+    epoch_length: Optional[int] = MISSING  # batches per rank per epoch; null = one pass
+    shuffle_buffer: int = MISSING        # samples per worker and stream
+    seed: Optional[int] = MISSING        # null = fresh randomness each run (no exact resume)
+    deterministic: bool = MISSING        # no resampling: split shards by rank and worker
+    allow_shell_urls: bool = MISSING     # allow pipe:/http: shard sets (webdataset runs a shell/curl)
+    pin_memory: bool = MISSING
+    persistent_workers: bool = MISSING
+    prefetch_factor: int = MISSING
+    decode: str = MISSING                # torchvision | pil
+
+    @property
+    def n_labelled(self) -> int:
+        return round(self.batch_size * self.labelled_fraction)
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.labelled_fraction <= 1.0:
+            raise ConfigError(f"data.labelled_fraction must be in [0, 1], got {self.labelled_fraction}")
+        if self.labelled_fraction > 0 and self.n_labelled == 0:
+            raise ConfigError(f"data.labelled_fraction={self.labelled_fraction} gives 0 labelled rows "
+                              f"in a batch of {self.batch_size}; raise it or the batch size")
+        if self.n_labelled and not self.labelled:
+            raise ConfigError("data.labelled lists no shard sets but data.labelled_fraction > 0")
+        if self.batch_size - self.n_labelled and not self.unlabelled:
+            raise ConfigError("data.unlabelled lists no shard sets but data.labelled_fraction < 1")
+        if self.decode not in DECODERS:
+            raise ConfigError(f"data.decode must be one of {DECODERS}, got {self.decode!r}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.epoch_length is not None and self.epoch_length < 1:
+            raise ConfigError(f"data.epoch_length must be >= 1 or null, got {self.epoch_length}")
+        if self.deterministic and self.seed is None:
+            raise ConfigError("data.deterministic needs data.seed (an integer)")
+
+
+# -- reading one sample -----------------------------------------------------------------------
+def decode_image(data: bytes, backend: str = "torchvision") -> torch.Tensor:
+    """JPEG/PNG bytes -> uint8 (3, H, W), RGB, without any float conversion."""
+    if backend == "torchvision":
+        from torchvision.io import ImageReadMode, decode_image as tv_decode
+        return tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+
+
+def parse_sample(raw: dict, image_size: int, n_answers: int, with_votes: bool, backend: str) -> dict:
+    """A raw webdataset sample -> decoded dict; raises on anything corrupt (the caller skips it)."""
+    key = raw.get("__key__", "?")
+    name = next((k for k in ("image.jpg", "image.png", "image.jpeg") if k in raw), None)
+    if name is None:
+        raise ValueError(f"sample {key}: no image")
+    image = decode_image(raw[name], backend)
+    if tuple(image.shape) != (3, image_size, image_size):
+        raise ValueError(f"sample {key}: image {tuple(image.shape)}, manifest says {image_size} square")
+    meta = json.loads(raw["meta.json"]) if "meta.json" in raw else {}
+    votes = None
+    if with_votes:
+        if "votes.npy" not in raw:
+            raise ValueError(f"sample {key}: labelled set but no votes.npy")
+        votes = decode_votes(raw["votes.npy"]).astype(np.float32, copy=False)
+        if votes.shape != (n_answers,) or not np.all(np.isfinite(votes)) or (votes < 0).any():
+            raise ValueError(f"sample {key}: votes shape {votes.shape} (want ({n_answers},)), "
+                             f"or non-finite/negative counts")
+    return {"image": image, "votes": None if votes is None else torch.from_numpy(votes),
+            "id_str": str(meta.get("id_str", decode_key(key))), "campaign": meta.get("campaign"),
+            "meta": meta}
+
+
+# -- shard sets -------------------------------------------------------------------------------
+@dataclass
+class ShardSet:
+    where: str            # directory or URL prefix
+    urls: List[str]
+    sizes: List[int]      # samples per shard, from the manifest
+    image_size: int
+    labelled: bool
+
+
+def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -> ShardSet:
+    """Read and check a shard set's manifest; shell-executing URLs only when allowed."""
+    where = str(where)
+    remote = bool(_URL_SCHEME.match(where)) and not where.startswith("file:")
+    if remote and not allow_shell_urls:
+        raise ConfigError(f"shard set {where!r}: URL schemes such as pipe:/http: run shell commands "
+                          f"or curl; set data.allow_shell_urls=true to allow them")
+    where = where.removeprefix("file:")
+    if remote:
+        with wds.gopen(f"{where.rstrip('/')}/{MANIFEST}") as f:
+            m = json.loads(f.read())
+    else:
+        from hybridssl.shards import read_manifest
+        m = read_manifest(where)
+    label = f"{where}/{MANIFEST}"
+    if m["schema_hash"] != schema.hash:
+        raise ShardError(f"{label}: schema_hash {m['schema_hash']} ({m['schema']}) does not match "
+                         f"schema {schema.name} (hash {schema.hash}); re-prepare or pick that schema")
+    shards = [s for s in m["shards"] if s["n_samples"] > 0]
+    if not shards:
+        raise ShardError(f"{label}: no samples")
+    urls = [f"{where.rstrip('/')}/{s['name']}" for s in shards]
+    return ShardSet(where, urls, [int(s["n_samples"]) for s in shards], int(m["image_size"]), bool(m["labelled"]))
+
+
+def dist_info(rank: Optional[int] = None, world_size: Optional[int] = None) -> tuple[int, int]:
+    if rank is not None or world_size is not None:
+        if rank is None or world_size is None:
+            raise ValueError("pass both rank and world_size, or neither")
+        return int(rank), int(world_size)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+class _SkipCounter:
+    """webdataset handler: skip the failing sample or shard, count it, log the first few."""
+
+    def __init__(self):
+        self.n = self.consecutive = 0
+
+    def __call__(self, exn: Exception) -> bool:
+        self.n += 1
+        self.consecutive += 1
+        if self.n <= 3:
+            log.warning("skipping corrupt sample or shard: %s", exn)
+        if self.consecutive > _MAX_CONSECUTIVE_BAD:
+            raise ShardError(f"{self.consecutive} corrupt samples in a row; last: {exn}") from exn
+        return True
+
+
+# -- the stream -------------------------------------------------------------------------------
+@dataclass
+class _Stream:
+    sets: List[ShardSet]
+    quota: int            # rows of every batch
+    with_votes: bool
+    index: int            # in seeds, so the two streams differ
+
+    @property
+    def urls(self) -> List[str]:
+        return [u for s in self.sets for u in s.urls]
+
+    @property
+    def sizes(self) -> List[int]:
+        return [n for s in self.sets for n in s.sizes]
+
+
+class TrainStream(torch.utils.data.IterableDataset):
+    """Yields whole batches (see the module docstring); use through :func:`build_train_loader`."""
+
+    def __init__(self, cfg: DataConfig, schema: Schema, rank: int, world_size: int):
+        cfg.validate()
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        self.cfg, self.schema, self.rank, self.world_size = cfg, schema, rank, world_size
+        self.workers = max(1, cfg.num_workers)
+        self.streams = []
+        for index, (dirs, quota, with_votes) in enumerate([
+                (cfg.labelled, cfg.n_labelled, True), (cfg.unlabelled, cfg.batch_size - cfg.n_labelled, False)]):
+            if quota:
+                sets = [open_shard_set(d, schema, cfg.allow_shell_urls) for d in dirs]
+                self.streams.append(_Stream(sets, quota, with_votes, index))
+        self._check_sets()
+        self.batches_per_rank = cfg.epoch_length or self._one_pass()
+        # epoch, epoch the skip applies to, batches to skip; shared with worker processes
+        self._state = torch.tensor([0, -1, 0], dtype=torch.int64).share_memory_()
+        self._epoch_set, self._passes = False, 0
+
+    def _check_sets(self) -> None:
+        sizes = {s.where: s.image_size for st in self.streams for s in st.sets}
+        if len(set(sizes.values())) > 1:
+            raise ShardError(f"shard sets have different image sizes {sizes}; a batch needs one size")
+        self.image_size = next(iter(sizes.values()))
+        for s in self.streams[0].sets if self.streams[0].with_votes else []:
+            if not s.labelled:
+                raise ShardError(f"{s.where}/{MANIFEST}: listed in data.labelled but has no votes (labelled: false)")
+        need = self.world_size * self.workers
+        for st in self.streams if self.cfg.deterministic else []:
+            if len(st.urls) < need:
+                kind = "labelled" if st.with_votes else "unlabelled"
+                raise ShardError(f"deterministic mode splits shards by rank and worker: the {kind} sets "
+                                 f"{[s.where for s in st.sets]} have {len(st.urls)} shards but "
+                                 f"{self.world_size} ranks x {self.workers} workers = {need} need one each; "
+                                 f"write smaller shards, use fewer workers, or set data.deterministic=false")
+
+    def _one_pass(self) -> int:
+        """Batches per rank so that every worker covers all of its samples once."""
+        R, W = self.world_size, self.workers
+        if self.cfg.deterministic:
+            per_worker = max(math.ceil(sum(st.sizes[r::R][w::W]) / st.quota)
+                             for st in self.streams for r in range(R) for w in range(W))
+        else:
+            per_worker = max(math.ceil(sum(st.sizes) / (R * W * st.quota)) for st in self.streams)
+        return W * per_worker
+
+    def __len__(self) -> int:
+        return self.batches_per_rank
+
+    def worker_batches(self, worker: int) -> int:
+        E, W = self.batches_per_rank, self.workers
+        return E // W + (worker < E % W)
+
+    # -- epoch control (the trainer calls these) ------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        self._state[0] = int(epoch)
+        self._epoch_set = True
+
+    def skip_batches(self, k: int) -> None:
+        """The next pass of the current epoch drops its first ``k`` batches (mid-epoch resume)."""
+        self._state[1], self._state[2] = self._state[0], int(k)
+
+    def begin_pass(self) -> None:
+        """Called by the loader at each new pass: advance the epoch unless set_epoch was called."""
+        if self._passes and not self._epoch_set:
+            self._state[0] += 1
+        self._passes += 1
+        self._epoch_set = False
+
+    # -- iteration -----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        w, W = (info.id, info.num_workers) if info else (0, 1)
+        if W != self.workers:
+            raise RuntimeError(f"stream built for {self.workers} workers is read by {W}; "
+                               f"use build_train_loader with the same data.num_workers")
+        epoch, skip_epoch, k = self._state.tolist()
+        skip = max(0, -(-(k - w) // W)) if skip_epoch == epoch else 0
+        counter = _SkipCounter()
+        parts = [self._batches(st, epoch, w, counter) for st in self.streams]
+        last = 0
+        for i, chunks in enumerate(islice(zip(*parts), self.worker_batches(w))):
+            n_bad, last = counter.n - last, counter.n
+            if i >= skip:
+                batch = {key: _cat([c[key] for c in chunks]) for key in chunks[0]}
+                batch["n_skipped"] = torch.tensor(n_bad, dtype=torch.int64)
+                yield batch
+
+    def _batches(self, st: _Stream, epoch: int, worker: int, counter: _SkipCounter) -> Iterator[dict]:
+        samples = self._samples(st, epoch, worker, counter)
+        while True:
+            rows = list(islice(samples, st.quota))
+            votes = (torch.stack([r["votes"] for r in rows]) if st.with_votes
+                     else torch.zeros(len(rows), self.schema.n_answers, dtype=torch.float32))
+            yield {"image": torch.stack([r["image"] for r in rows]), "votes": votes,
+                   "has_votes": torch.full((len(rows),), st.with_votes, dtype=torch.bool),
+                   "id_str": [r["id_str"] for r in rows], "campaign": [r["campaign"] for r in rows]}
+
+    def _samples(self, st: _Stream, epoch: int, worker: int, counter: _SkipCounter) -> Iterator[dict]:
+        cfg, r, R, W = self.cfg, self.rank, self.world_size, self.workers
+
+        def decode(raw):
+            out = parse_sample(raw, self.image_size, self.schema.n_answers, st.with_votes, cfg.decode)
+            counter.consecutive = 0
+            return out
+
+        def read(shards, shuffle_seed):
+            return wds.DataPipeline(shards, wds.tarfile_to_samples(handler=counter),
+                                    wds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer, seed=shuffle_seed),
+                                    wds.map(decode, handler=counter))
+
+        if cfg.deterministic:
+            mine = st.urls[r::R][worker::W]
+            for p in count():  # one seeded pass over this worker's shards, then another if needed
+                n = 0
+                for n, sample in enumerate(read(wds.SimpleShardList(mine, seed=_seed(cfg.seed, epoch, r, worker, st.index, p, 0)),
+                                                _seed(cfg.seed, epoch, r, worker, st.index, p, 1)), 1):
+                    yield sample
+                if n == 0:
+                    raise ShardError(f"no readable sample in shards {mine}")
+        else:
+            seeded = cfg.seed is not None
+            base = _seed(cfg.seed, epoch, r, worker, st.index) if seeded else 0
+            shards = wds.ResampledShards(st.urls, seed=base, worker_seed=lambda: 0, deterministic=seeded)
+            yield from read(shards, _seed(base, 1) if seeded else None)
+
+
+def _cat(values: list):
+    if isinstance(values[0], torch.Tensor):
+        return torch.cat(values)
+    return [x for v in values for x in v]
+
+
+class TrainLoader(torch.utils.data.DataLoader):
+    """A DataLoader over a :class:`TrainStream` that forwards the epoch controls."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def skip_batches(self, k: int) -> None:
+        self.dataset.skip_batches(k)
+
+    def __iter__(self):
+        self.dataset.begin_pass()  # before workers start or resume, so they see the new state
+        return super().__iter__()
+
+
+def build_train_loader(cfg: DataConfig, schema: Schema | str, rank: Optional[int] = None,
+                       world_size: Optional[int] = None) -> TrainLoader:
+    """The training loader for this rank; ``len()`` is batches per rank per epoch."""
+    dataset = TrainStream(cfg, load_schema(schema), *dist_info(rank, world_size))
+    kw = {}
+    if cfg.num_workers > 0:
+        kw = dict(persistent_workers=cfg.persistent_workers, prefetch_factor=cfg.prefetch_factor)
+    return TrainLoader(dataset, batch_size=None, num_workers=cfg.num_workers,
+                       pin_memory=cfg.pin_memory and torch.cuda.is_available(), **kw)
