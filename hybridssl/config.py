@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence, Type, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 T = TypeVar("T")
 
@@ -78,23 +78,33 @@ def _valid_keys(cls: type, dotted: str) -> list[str]:
     return [str(k) for k in sub.keys()] if isinstance(sub, DictConfig) else []
 
 
+def _merge_error(e: OmegaConfBaseException, cls: type, source: str) -> ConfigError:
+    """One line naming the source, the key and (for unknown keys) the valid ones."""
+    key = getattr(e, "full_key", None) or ""
+    detail = str(getattr(e, "msg", e)).splitlines()[0]
+    valid = _valid_keys(cls, key) if isinstance(e, ConfigKeyError) else []
+    hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
+    where = f"key {key!r}" if key else "a top-level key"
+    return ConfigError(f"{source}: config {where}: {detail}{hint}")
+
+
 def load_config(cls: Type[T], path: str | os.PathLike | None = None,
                 overrides: Sequence[str] = ()) -> T:
     """Merge ``path`` (and its ``base:`` chain) and ``key=value`` overrides onto ``cls``."""
-    layers = [OmegaConf.create(_load_yaml(Path(path)))] if path is not None else []
     for o in overrides:
         if "=" not in o:
             raise ConfigError(f"override {o!r} is not of the form key=value")
+    layers = [(f"{path} (or a base: file of it)", _load_yaml(Path(path)))] if path is not None else []
     try:
-        cli = OmegaConf.from_dotlist(list(overrides))
-        cfg = OmegaConf.merge(OmegaConf.structured(cls), *layers, cli)
-    except (ConfigKeyError, ValidationError) as e:
-        key = getattr(e, "full_key", None) or ""
-        valid = _valid_keys(cls, key) if isinstance(e, ConfigKeyError) else []
-        hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
-        raise ConfigError(f"config key {key!r}: {e.msg if hasattr(e, 'msg') else e}{hint}") from None
+        layers.append(("command-line overrides", OmegaConf.from_dotlist(list(overrides))))
     except OmegaConfBaseException as e:
-        raise ConfigError(f"config error: {e}") from None
+        raise ConfigError(f"command-line overrides {list(overrides)}: {str(e).splitlines()[0]}") from None
+    cfg = OmegaConf.structured(cls)
+    for source, layer in layers:  # one at a time, so an error names where the bad key came from
+        try:
+            cfg = OmegaConf.merge(cfg, layer)
+        except OmegaConfBaseException as e:
+            raise _merge_error(e, cls, source) from None
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"config keys without a value: {missing} (set them in YAML or as key=value)")
