@@ -1,0 +1,120 @@
+"""Frozen features of a shard set under an exported backbone, extracted once and cached.
+
+The cache file is named by a key over everything that changes the numbers: the backbone's
+weight and config files, the shard set's manifest (which lists every shard's sha256) and the
+preprocessing. A second benchmark run, or a run with more budgets or seeds, reads the file
+instead of running the backbone again.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hybridssl.atomic import atomic_path
+from hybridssl.shards import MANIFEST, ShardError, decode_key, shard_paths, sha256_file
+
+
+@dataclass
+class Features:
+    ids: list[str]
+    x: np.ndarray           # float32 (n, num_features), rows in ``ids`` order
+    key: str                # the cache key (also the file stem)
+
+
+def read_meta(shard_dir: str | os.PathLike) -> list[dict]:
+    """Every sample's meta.json, in shard order, without decoding any image."""
+    metas = []
+    for path in shard_paths(shard_dir):
+        try:
+            with tarfile.open(path) as tar:
+                for member in tar:
+                    if member.name.endswith(".meta.json"):
+                        meta = json.loads(tar.extractfile(member).read())
+                        meta.setdefault("id_str", decode_key(member.name[:-len(".meta.json")]))
+                        metas.append(meta)
+        except (tarfile.TarError, OSError, json.JSONDecodeError) as e:
+            raise ShardError(f"{path}: cannot read sample metadata ({e}); run `hybridssl verify`") from e
+    return metas
+
+
+def backbone_hash(backbone_dir: str | os.PathLike) -> str:
+    d = Path(backbone_dir)
+    return _digest([sha256_file(d / "model.safetensors"), sha256_file(d / "config.json")])
+
+
+def cache_key(backbone_dir, shard_dir, preprocessing: dict) -> str:
+    manifest = sha256_file(Path(shard_dir) / MANIFEST)
+    return _digest([backbone_hash(backbone_dir), manifest, json.dumps(preprocessing, sort_keys=True)])
+
+
+def eval_transform(info: dict, preset: str):
+    """The evaluation preprocessing for a backbone: the augment preset at the backbone's
+    input size and normalisation (read from its exported config.json)."""
+    from hybridssl.augment import AugmentConfig, EvalTransform
+    from hybridssl.config import load_config, resolve_config_path, to_dict
+
+    overrides = [f"crop_size={int(info['image_size'])}", f"mean={list(info['mean'])}", f"std={list(info['std'])}"]
+    cfg = load_config(AugmentConfig, resolve_config_path(preset, "augment"), overrides)
+    return EvalTransform(cfg), to_dict(cfg)
+
+
+def extract_features(backbone_dir: str | os.PathLike, shard_dir: str | os.PathLike,
+                     cache_dir: str | os.PathLike, augment_preset: str, batch_size: int,
+                     num_workers: int = 0, device: str = "cpu", desc: str = "") -> Features:
+    """Pooled backbone features of every sample, from the cache when it has them."""
+    from hybridssl.export import load_backbone
+
+    model, info = load_backbone(backbone_dir)
+    transform, preprocessing = eval_transform(info, augment_preset)
+    key = cache_key(backbone_dir, shard_dir, preprocessing)
+    path = Path(cache_dir) / f"{key}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return Features(ids=z["ids"].tolist(), x=z["x"], key=key)
+    ids, xs = [], []
+    model = model.to(device).eval()
+    transform = transform.to(device)
+    with torch.inference_mode():
+        for batch in tqdm(image_batches(shard_dir, batch_size, num_workers), desc=f"features {desc}".strip(),
+                          unit="batch", leave=False):
+            xs.append(model(transform(batch["image"].to(device))).float().cpu().numpy())
+            ids += batch["id_str"]
+    feats = Features(ids=ids, x=np.concatenate(xs).astype(np.float32), key=key)
+    buf = io.BytesIO()
+    np.savez(buf, x=feats.x, ids=np.asarray(ids, dtype=str))
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(buf.getvalue())
+    return feats
+
+
+def image_batches(shard_dir, batch_size: int, num_workers: int = 0, indices=None, shuffle_seed=None):
+    """uint8 image batches (dicts with ``image`` and ``id_str``) of a shard set (or of the rows
+    ``indices``), in order, or reshuffled each pass when ``shuffle_seed`` is given."""
+    from torch.utils.data import DataLoader, Subset
+
+    from hybridssl.data import IndexedShards, collate_samples
+
+    ds = IndexedShards(shard_dir)
+    collate = functools.partial(collate_samples, n_answers=ds.n_answers)
+    if indices is not None:
+        ds = Subset(ds, list(indices))
+    generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
+    # training passes drop a ragged tail: a batch of one breaks batch norm in train mode
+    return DataLoader(ds, batch_size=batch_size, shuffle=generator is not None, generator=generator,
+                      drop_last=generator is not None and len(ds) > batch_size,
+                      num_workers=num_workers, collate_fn=collate)
+
+
+def _digest(parts: list[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
