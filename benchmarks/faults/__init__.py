@@ -1,0 +1,48 @@
+"""The fault-injection suite (issue 8): scripted faults against the real `hybridssl` CLI.
+
+Each fault is a function ``f(ctx) -> list[Row]`` (fault, tries, survived, data_lost, detail),
+grouped below by class; ``tests/faults/`` runs every class in its quick size and
+``python -m benchmarks.faults [--quick] [--out docs/faults.md]`` runs the suite and writes the
+table. A fault whose harness itself breaks is a failed row, so nothing is silently skipped.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+from tqdm import tqdm
+
+from benchmarks.faults import configs, data, security, training
+from benchmarks.faults.harness import Ctx, Row
+
+FAULTS = {
+    "pretrain_kill": [training.pretrain_sigkill],
+    "prepare_kill": [data.prepare_sigkill],
+    "corrupt_inputs": [data.corrupt_images, data.corrupt_shards, training.corrupt_training],
+    "bad_catalogs": [data.bad_catalogs],
+    "bad_configs": [configs.bad_configs],
+    "distributed": [training.distributed_rank_kill],
+    "disk_full": [training.disk_full_checkpoint, data.disk_full_shards],
+    "security": [security.pickle_checkpoint, security.shell_urls, security.path_traversal],
+}
+
+
+def run_fault(fault, ctx: Ctx) -> list[Row]:
+    """One fault function; a crash of the harness becomes a failed row naming the error."""
+    try:
+        return fault(ctx)
+    except Exception as e:  # the suite reports every fault, whatever breaks
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        return [Row(fault.__name__, 1, 0, 0, f"harness could not run it: {type(e).__name__}: {str(e)[:400]}"
+                    f" (at {Path(where.filename).name}:{where.lineno})")]
+
+
+def run_suite(work, quick: bool = True, classes=None, seed: int = 0) -> tuple[list[Row], float]:
+    """Every fault of ``classes`` (default all) in one scratch directory; rows and seconds."""
+    ctx = Ctx(Path(work), quick=quick, seed=seed)
+    todo = [f for c in (classes or FAULTS) for f in FAULTS[c]]
+    t0, rows = time.monotonic(), []
+    for fault in tqdm(todo, desc="faults", unit="fault"):
+        rows += run_fault(fault, ctx)
+    return rows, time.monotonic() - t0

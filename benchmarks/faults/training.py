@@ -1,0 +1,251 @@
+"""Faults on the training path: SIGKILL mid-run, a dead DDP rank, a full disk under checkpoints."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.faults.data import labelled_shards
+from benchmarks.faults.harness import (Ctx, Row, child_env, descendants, kill_group, says_disk_full,
+                                       torchrun_cmd)
+from hybridssl.config import config_dir
+
+MAX_STEPS = 12
+CKPT_GLOB = "*.ckpt"
+
+
+def pretrain_args(ctx: Ctx, run: Path, max_steps: int = MAX_STEPS, labelled=None, *extra) -> list:
+    """The tiny CPU pretraining used by every training fault: demo config, 32 px, batch 8."""
+    labelled = labelled or labelled_shards(ctx)
+    return ["--config", config_dir() / "pretrain" / "demo.yaml", f"out_dir={run}", "resume=auto",
+            f"data.labelled=[{labelled}]", "data.unlabelled=[]", "data.batch_size=8", "data.num_workers=1",
+            f"trainer.max_steps={max_steps}", "trainer.checkpoint_every_n_steps=2",
+            "model.backbone=resnet18", "augment.crop_size=32", *extra]
+
+
+def checkpoints(run: Path) -> list[Path]:
+    return sorted(run.rglob(CKPT_GLOB)) if run.exists() else []
+
+
+def newest_checkpoint(run: Path) -> Path:
+    found = checkpoints(run)
+    if not found:
+        raise FileNotFoundError(f"no checkpoint under {run}")
+    return max(found, key=lambda p: p.stat().st_mtime_ns)
+
+
+def load_steps(run: Path) -> tuple[dict, list[str]]:
+    """Every checkpoint loaded the safe way: {name: global_step}, and the ones that fail."""
+    steps, bad = {}, []
+    for p in checkpoints(run):
+        try:
+            steps[str(p.relative_to(run))] = int(torch.load(p, map_location="cpu", weights_only=True)["global_step"])
+        except Exception as e:  # any failure to load is the finding
+            bad.append(f"{p.name}: {type(e).__name__}: {str(e)[:120]}")
+    return steps, bad
+
+
+def final_step(run: Path) -> int | None:
+    steps, _ = load_steps(run)
+    return max(steps.values()) if steps else None
+
+
+def trained_run(ctx: Ctx, copy_to: Path | None = None, max_steps: int = MAX_STEPS) -> Path:
+    """A completed run (made once, timed); a copy at ``copy_to`` when given."""
+    def make():
+        run = ctx.work / "runs" / "baseline"
+        log = ctx.path("logs", "pretrain-baseline.log")
+        p = ctx.spawn("pretrain", *pretrain_args(ctx, run, max_steps), log=log)
+        t0, first = time.monotonic(), None
+        while p.poll() is None:
+            if first is None and checkpoints(run):
+                first = time.monotonic() - t0
+            time.sleep(0.05)
+        if p.returncode != 0:
+            raise RuntimeError(f"baseline pretraining failed: {log.read_text()[-3000:]}")
+        total = time.monotonic() - t0
+        return run, (first or total / 2, total)
+    run, _ = ctx.cached("baseline-run", make)
+    if copy_to is None:
+        return run
+    shutil.rmtree(copy_to, ignore_errors=True)
+    shutil.copytree(run, copy_to)
+    return copy_to
+
+
+def _wait_for_checkpoint(p, run: Path, limit: float) -> None:
+    t0 = time.monotonic()
+    while p.poll() is None and not checkpoints(run) and time.monotonic() - t0 < limit:
+        time.sleep(0.05)
+
+
+# -- SIGKILL mid-training -----------------------------------------------------------------------
+def pretrain_sigkill(ctx: Ctx) -> list[Row]:
+    tries = 1 if ctx.quick else 5
+    trained_run(ctx)
+    first, total = ctx._cache["baseline-run"][1]
+    expected = final_step(trained_run(ctx))
+    survived, lost, notes = 0, 0, []
+    for t in range(tries):
+        run = ctx.work / "runs" / f"kill{t}"
+        p = ctx.spawn("pretrain", *pretrain_args(ctx, run), log=ctx.path("logs", f"pretrain-kill{t}.log"))
+        _wait_for_checkpoint(p, run, total)
+        time.sleep(float(ctx.rng.uniform(0.0, 0.9)) * max(total - first, 1.0))
+        finished = p.poll() is not None
+        kill_group(p)
+        steps, bad = load_steps(run)
+        at = max(steps.values(), default=0)
+        resume = ctx.cli("pretrain", *pretrain_args(ctx, run), timeout=600)
+        end = final_step(run)
+        _, bad_after = load_steps(run)
+        ok = resume.rc == 0 and not bad and not bad_after and end == expected
+        survived += ok
+        lost += len(bad) + len(bad_after) + abs((end or 0) - expected)
+        notes.append(f"try {t}: killed {'after the end' if finished else f'at step ~{at}'}, {len(steps)} checkpoint(s)"
+                     f" all loadable{'' if not bad else ' EXCEPT ' + str(bad)}; resume rc={resume.rc}, final step"
+                     f" {end} (uninterrupted {expected})" + ("" if ok else f" [{resume.tail()}]"))
+    return [Row("SIGKILL during pretraining, then resume=auto", tries, survived, lost, "; ".join(notes))]
+
+
+# -- one DDP rank dies --------------------------------------------------------------------------
+def distributed_rank_kill(ctx: Ctx) -> list[Row]:
+    """2 loopback ranks (gloo, CPU) under torchrun; kill rank 1; the job must exit non-zero fast."""
+    tries, limit = 1, 120.0
+    expected = final_step(trained_run(ctx))
+    total = ctx._cache["baseline-run"][1][1]
+    survived, notes = 0, []
+    for t in range(tries):
+        run = ctx.work / "runs" / f"ddp{t}"
+        port = random.Random(ctx.seed + t).randint(20000, 40000)
+        args = pretrain_args(ctx, run, MAX_STEPS, None, "trainer.devices=2", "trainer.accelerator=cpu")
+        p = ctx.spawn(log=ctx.path("logs", f"ddp{t}.log"), cmd=torchrun_cmd(2, port, "pretrain", *args))
+        _wait_for_checkpoint(p, run, 4 * total)
+        ranks = [q for q in descendants(p.pid) if "hybridssl.cli" in _cmdline(q)]
+        victim = ranks[-1] if ranks else None
+        if victim:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        try:
+            rc = p.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            rc = None
+            kill_group(p)
+        exit_s = time.monotonic() - t0
+        resume = ctx.cli("pretrain", *pretrain_args(ctx, run), timeout=600)
+        end = final_step(run)
+        ok = victim is not None and rc not in (0, None) and resume.rc == 0 and end == expected
+        survived += ok
+        notes.append(f"killed rank pid {victim} of {len(ranks)}; torchrun exit {rc} after {exit_s:.0f} s"
+                     f" (limit {limit:.0f}); single-process resume rc={resume.rc}, final step {end}/{expected}"
+                     + ("" if ok else f" [{resume.tail()}]"))
+    return [Row("distributed: one of 2 ranks SIGKILLed", tries, survived, 0, "; ".join(notes))]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+# -- full disk ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def small_dir(path: Path, size: int, file_limit: int):
+    """A directory holding ``size`` bytes at most: a tmpfs when mount is allowed.
+
+    Yields ``popen`` kwargs for the command that should hit the limit: empty for a tmpfs, else
+    a ``file_limit`` per-file size limit (RLIMIT_FSIZE, SIGXFSZ ignored so writes fail with EFBIG).
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={max(size, 4096)}", "tmpfs", str(path)],
+                             capture_output=True).returncode == 0
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+    try:
+        yield ({} if mounted else {"preexec_fn": limit}), ("tmpfs" if mounted else "RLIMIT_FSIZE")
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def disk_full_checkpoint(ctx: Ctx) -> list[Row]:
+    """Resume a finished run to more steps on a disk with room for less than one more checkpoint."""
+    src = trained_run(ctx)
+    used = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
+    ckpt = max(f.stat().st_size for f in checkpoints(src))
+    mnt = ctx.work / "full-disk" / "ckpt"
+    with small_dir(mnt, used + ckpt // 2, ckpt // 2) as (popen, how):
+        run = trained_run(ctx, copy_to=mnt / "run")
+        before, _ = load_steps(run)
+        p = ctx.cli("pretrain", *pretrain_args(ctx, run, MAX_STEPS + 8), timeout=600, env=child_env(), **popen)
+        after, bad = load_steps(run)
+    kept = all(after.get(k) == v for k, v in before.items())
+    ok = p.rc not in (0, None) and says_disk_full(p) and not p.traceback and kept and not bad
+    return [Row(f"disk full ({how}): checkpoint write", 1, int(ok), len(bad) + (not kept),
+                f"rc={p.rc}; {len(before)} earlier checkpoint(s) {'intact' if kept else 'CHANGED'}, "
+                f"unreadable: {bad or 'none'}; {p.tail(200)}" + (" [Python traceback]" if p.traceback else ""))]
+
+
+# -- corrupt samples inside shards --------------------------------------------------------------
+def _spoil_samples(src: Path, out: Path, every: int = 4) -> int:
+    """Copy a shard set with every ``every``-th image replaced by junk bytes (manifest kept
+    consistent, so only the samples are bad); returns how many were spoiled."""
+    import io
+    import json
+    import tarfile
+
+    from hybridssl.shards import sha256_file
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(src, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    spoiled = 0
+    for entry in manifest["shards"]:
+        path = out / entry["name"]
+        with tarfile.open(path) as tf:
+            members = [(m, tf.extractfile(m).read()) for m in tf.getmembers() if m.isfile()]
+        with tarfile.open(path, "w") as tf:
+            images = 0
+            for m, payload in members:
+                if ".image." in m.name:
+                    images += 1
+                    if images % every == 0:
+                        payload, spoiled = b"\xff\xd8 not a jpeg " + payload[:20], spoiled + 1
+                m.size = len(payload)
+                tf.addfile(m, io.BytesIO(payload))
+        entry.update(sha256=sha256_file(path), bytes=path.stat().st_size)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return spoiled
+
+
+def skipped_count(run: Path, log: str) -> int | None:
+    """The skipped-sample count the run logged (CSV metrics column naming 'skip'), if any."""
+    import pandas as pd
+    counts = []
+    for csv in run.rglob("metrics.csv"):
+        df = pd.read_csv(csv)
+        counts += [df[c].dropna().max() for c in df.columns if "skip" in c.lower() and df[c].notna().any()]
+    return int(max(counts)) if counts else None
+
+
+def corrupt_training(ctx: Ctx) -> list[Row]:
+    """Training over shards with undecodable images completes and counts what it skipped."""
+    shards = ctx.work / "shards" / "spoiled"
+    spoiled = _spoil_samples(labelled_shards(ctx), shards)
+    run = ctx.work / "runs" / "spoiled"
+    p = ctx.cli("pretrain", *pretrain_args(ctx, run, 6, shards), timeout=600)
+    n = skipped_count(run, p.out + p.err)
+    ok = p.rc == 0 and bool(n) and final_step(run) == 6 and not p.traceback
+    return [Row("corrupt input: undecodable images during training", 1, int(ok), 0,
+                f"{spoiled} of the images spoiled; pretrain rc={p.rc}, logged skipped count {n}, final step"
+                f" {final_step(run)}/6" + ("" if ok else f" [{p.tail()}]"))]
