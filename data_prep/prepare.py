@@ -1,0 +1,259 @@
+"""``hybridssl prepare``: a catalog's images and votes -> WebDataset shards (``hybridssl/shards.py``).
+
+Rows that pass the catalog checks are assigned to shards by catalog order (``shard_size``
+each), so a re-run plans the same shards: it keeps every shard whose sha256 matches the
+manifest and writes only the others. Each shard is written to a temp file and renamed, and
+the manifest (rewritten atomically after every shard) lists only complete shards, so a
+SIGKILL or a full disk never leaves a partial shard behind a reader's back. Rejected rows
+(bad catalog values, unreadable images) go to ``rejected.csv`` with row, id and reason.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import multiprocessing
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import webdataset as wds
+from omegaconf import MISSING
+from tqdm import tqdm
+
+from data_prep.catalog import CatalogError, CatalogRows, load_rows
+from data_prep.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
+from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
+from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
+from hybridssl.schema import load_schema
+from hybridssl.shards import (FORMAT_VERSION, MANIFEST, SHARD_PATTERN, ShardError, encode_key, encode_votes,
+                              sha256_file)
+
+REJECTED = "rejected.csv"
+# Settings that change shard contents: a re-run into the same directory must match them.
+_CONTENT_KEYS = ("schema", "campaign", "unlabelled", "image_size", "image_format", "jpeg_quality",
+                 "shard_size", "id_column", "path_column", "keep_columns", "fits_stretch")
+
+
+@dataclass
+class PrepareConfig:
+    schema: str = MISSING
+    campaign: Optional[str] = MISSING
+    unlabelled: bool = MISSING
+    image_size: int = MISSING
+    image_format: str = MISSING
+    jpeg_quality: int = MISSING
+    shard_size: int = MISSING
+    workers: int = MISSING
+    strict: bool = MISSING
+    id_column: str = MISSING
+    path_column: str = MISSING
+    keep_columns: List[str] = MISSING
+    fits_stretch: str = MISSING
+
+    def validate(self) -> None:
+        checks = [("image_format", self.image_format in IMAGE_FORMATS, sorted(IMAGE_FORMATS)),
+                  ("fits_stretch", self.fits_stretch in FITS_STRETCHES, FITS_STRETCHES),
+                  ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "1..100"),
+                  ("image_size", self.image_size >= 8, ">= 8"),
+                  ("shard_size", self.shard_size >= 1, ">= 1"),
+                  ("workers", self.workers >= 1, ">= 1")]
+        for key, ok, valid in checks:
+            if not ok:
+                raise ConfigError(f"config key {key!r}: {getattr(self, key)!r} is not valid; valid: {valid}")
+
+
+@dataclass
+class PrepareResult:
+    out: Path
+    n_written: int
+    n_rejected: int
+    n_shards: int
+
+
+def _shard_tasks(rows: CatalogRows, cfg: PrepareConfig, out: Path, source: str) -> list[dict]:
+    tasks = []
+    for s, start in enumerate(range(0, len(rows.ids), cfg.shard_size)):
+        sl = slice(start, start + cfg.shard_size)
+        tasks.append({"out": out, "name": SHARD_PATTERN.format(s), "source": source,
+                      "rows": rows.rows[sl].tolist(), "ids": rows.ids[sl], "paths": rows.paths[sl],
+                      "campaigns": rows.campaigns[sl], "keep": {k: v[sl] for k, v in rows.keep.items()},
+                      "votes": None if rows.votes is None else rows.votes[sl],
+                      "image": (cfg.image_size, cfg.image_format, cfg.jpeg_quality, cfg.fits_stretch)})
+    return tasks
+
+
+def _write_shard(task: dict) -> dict:
+    """Write one shard (temp file, then rename); image failures become rejections."""
+    path = task["out"] / task["name"]
+    size, fmt, quality, stretch = task["image"]
+    rejected, n = [], 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as f, wds.TarWriter(f, encoder=False, mtime=0) as tw:
+        for i, id_str in enumerate(task["ids"]):
+            try:
+                image = prepare_image(task["paths"][i], size, fmt, quality, stretch)
+            except ImageError as e:
+                rejected.append([task["rows"][i], id_str, str(e)])
+                continue
+            meta = {"id_str": id_str, "campaign": task["campaigns"][i], "source": task["source"],
+                    **{k: v[i] for k, v in task["keep"].items()}}
+            sample = {"__key__": encode_key(id_str), f"image.{fmt}": image,
+                      "meta.json": json.dumps(meta).encode()}
+            if task["votes"] is not None:
+                sample["votes.npy"] = encode_votes(task["votes"][i])
+            tw.write(sample)
+            n += 1
+    return {"name": task["name"], "n_samples": n, "sha256": sha256_file(path),
+            "bytes": path.stat().st_size, "rejected": rejected}
+
+
+def _run_tasks(tasks: list[dict], workers: int):
+    """Yield finished shard entries; a pool over shards when there is more than one worker."""
+    if workers == 1 or len(tasks) <= 1:
+        yield from map(_write_shard, tasks)
+        return
+    with multiprocessing.get_context().Pool(min(workers, len(tasks))) as pool:
+        yield from pool.imap_unordered(_write_shard, tasks)
+
+
+def _complete_shards(out: Path, fingerprint: dict) -> tuple[dict, str | None]:
+    """Entries of an earlier run's shards still intact on disk (checked by sha256), and its
+    creation time; refuses a directory written from another catalog or other settings."""
+    if not (out / MANIFEST).exists():
+        return {}, None
+    try:
+        old = json.loads((out / MANIFEST).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ShardError(f"{out / MANIFEST}: not valid JSON ({e}); remove it to start over") from None
+    before = old.get("prepare", {})
+    for key, value in fingerprint.items():
+        if before.get(key) != value:
+            raise ShardError(f"{out} holds shards prepared with {key}={before.get(key)!r}, not {value!r}; "
+                             "use another --out or remove that directory")
+    done = {}
+    for e in tqdm(old.get("shards", []), desc="checking complete shards", unit="shard", disable=None):
+        p = out / e["name"]
+        if p.is_file() and p.stat().st_size == e["bytes"] and sha256_file(p) == e["sha256"]:
+            done[e["name"]] = e
+    return done, old.get("created")
+
+
+def _write_manifest(out: Path, schema, cfg: PrepareConfig, shards: dict, n_planned: int,
+                    fingerprint: dict, command: str, created: str) -> None:
+    entries = [shards[k] for k in sorted(shards)]
+    manifest = {"format_version": FORMAT_VERSION, "schema": schema.name, "schema_hash": schema.hash,
+                "n_answers": schema.n_answers, "labelled": not cfg.unlabelled, "image_size": cfg.image_size,
+                "image_format": cfg.image_format, "n_samples": sum(e["n_samples"] for e in entries),
+                "shards": entries, "complete": len(entries) == n_planned, "n_shards_planned": n_planned,
+                "command": command, "created": created,
+                "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(), "prepare": fingerprint}
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+
+
+def _write_rejected(out: Path, rejected: list[list]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["row", "id_str", "reason"])
+    w.writerows(sorted(rejected, key=lambda r: r[0]))
+    atomic_write_text(out / REJECTED, buf.getvalue())
+
+
+def prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: str = "") -> PrepareResult:
+    """Shard ``catalog`` into ``out``; resumes an interrupted run into the same ``out``."""
+    catalog, out = Path(catalog), Path(out)
+    schema = load_schema(cfg.schema)
+    rows, rejected, vote_cols = load_rows(
+        catalog, schema, id_column=cfg.id_column, path_column=cfg.path_column, labelled=not cfg.unlabelled,
+        campaign=cfg.campaign, keep_columns=tuple(cfg.keep_columns))
+    if vote_cols.unknown and not cfg.unlabelled:
+        print(f"warning: {len(vote_cols.unknown)} vote-like columns match no answer of schema {schema.name}"
+              f" (rows with votes in them are rejected): {', '.join(vote_cols.unknown)}", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # temp files of a killed run; never listed anywhere
+        stale.unlink()
+    fingerprint = {"catalog_sha256": sha256_file(catalog), "schema_hash": schema.hash,
+                   **{k: v for k, v in to_dict(cfg).items() if k in _CONTENT_KEYS}}
+    shards, created = _complete_shards(out, fingerprint)
+    created = created or datetime.datetime.now(datetime.timezone.utc).isoformat()
+    tasks = _shard_tasks(rows, cfg, out, catalog.name)
+    todo = [t for t in tasks if t["name"] not in shards]
+    args = (out, schema, cfg)
+    _write_manifest(*args, shards, len(tasks), fingerprint, command, created)
+    with tqdm(total=sum(len(t["ids"]) for t in todo), desc="prepare", unit="img", disable=None) as bar:
+        for entry in _run_tasks(todo, cfg.workers):
+            shards[entry["name"]] = entry
+            _write_manifest(*args, shards, len(tasks), fingerprint, command, created)
+            bar.update(entry["n_samples"] + len(entry["rejected"]))
+    image_rejects = [r for e in shards.values() for r in e["rejected"]]
+    _write_rejected(out, [[r.row, r.id_str, r.reason] for r in rejected] + image_rejects)
+    return PrepareResult(out, sum(e["n_samples"] for e in shards.values()),
+                         len(rejected) + len(image_rejects), len(shards))
+
+
+# -- CLI --------------------------------------------------------------------------------------
+_OPTIONS = {  # flag -> (config key, type, help)
+    "--schema": ("schema", str, "label schema: shipped name or YAML path"),
+    "--campaign": ("campaign", str, "campaign of a plain release table (dr5, dr12, dr8, gz2, ...): maps "
+                   "`bar_strong` / GZ2 `t03_bar_a06_bar_count` columns onto `bar-dr5_strong`-style ones"),
+    "--image-size": ("image_size", int, "square image size in pixels (resized once here)"),
+    "--image-format": ("image_format", str, f"stored image format: {' | '.join(IMAGE_FORMATS)}"),
+    "--jpeg-quality": ("jpeg_quality", int, "JPEG quality 1..100"),
+    "--shard-size": ("shard_size", int, "samples per shard"),
+    "--workers": ("workers", int, "processes writing shards in parallel"),
+    "--id-column": ("id_column", str, "catalog column with the galaxy id"),
+    "--path-column": ("path_column", str, "catalog column with the image path (relative to the catalog)"),
+    "--keep-columns": ("keep_columns", lambda s: [c.strip() for c in s.split(",") if c.strip()],
+                       "comma-separated catalog columns copied into meta.json, e.g. ring,split"),
+    "--fits-stretch": ("fits_stretch", str, f"FITS to RGB stretch: {' | '.join(FITS_STRETCHES)}"),
+}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--catalog", required=True, help="catalog table (.parquet or .csv)")
+    parser.add_argument("--out", required=True, help="output shard directory (re-run to resume)")
+    parser.add_argument("--config", default="default",
+                        help="prepare config: shipped name (configs/prepare/) or YAML path; flags override it")
+    for flag, (_, typ, help_) in _OPTIONS.items():
+        parser.add_argument(flag, type=typ, default=None, help=f"{help_} (default: from --config)")
+    parser.add_argument("--unlabelled", action="store_true", default=None,
+                        help="images only: no votes.npy, no vote columns needed")
+    parser.add_argument("--strict", action="store_true", default=None,
+                        help="exit non-zero when any row is rejected")
+
+
+def _command(args) -> str:
+    """The command line that made the shard set, rebuilt from the parsed options."""
+    words = ["hybridssl", "prepare", "--catalog", str(args.catalog), "--out", str(args.out)]
+    if args.config != "default":
+        words += ["--config", str(args.config)]
+    for flag, (key, _, _) in _OPTIONS.items():
+        value = getattr(args, key)
+        if value is not None:
+            words += [flag, ",".join(value) if isinstance(value, list) else str(value)]
+    words += [f"--{k}" for k in ("unlabelled", "strict") if getattr(args, k)]
+    return shlex.join(words)
+
+
+def run(args) -> int:
+    keys = [k for k, _, _ in _OPTIONS.values()] + ["unlabelled", "strict"]
+    overrides = [f"{k}={json.dumps(getattr(args, k))}" for k in keys if getattr(args, k) is not None]
+    cfg = load_config(PrepareConfig, resolve_config_path(args.config, "prepare"), overrides)
+    command = _command(args)
+    try:
+        result = prepare(args.catalog, args.out, cfg, command)
+    except (CatalogError, ShardError) as e:
+        print(f"hybridssl prepare: error: {e}", file=sys.stderr)
+        return 2
+    except DiskWriteError as e:
+        print(f"hybridssl prepare: error: {e}; complete shards are intact, re-run to finish", file=sys.stderr)
+        return 1
+    print(f"prepare: {result.n_written} written in {result.n_shards} shards, {result.n_rejected} rejected"
+          f"{f' (reasons in {result.out / REJECTED})' if result.n_rejected else ''} -> {result.out}")
+    if result.n_written == 0:
+        print("hybridssl prepare: error: no valid rows remain", file=sys.stderr)
+        return 1
+    return 1 if cfg.strict and result.n_rejected else 0
