@@ -22,34 +22,63 @@ COMMANDS = {
 }
 
 
+class CommandUnavailable(Exception):
+    """A registered command whose module is not part of this build (yet)."""
+
+
+def _import_command(name: str):
+    module = COMMANDS[name][0]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        # only the command's own module (or its package) missing; a missing dependency inside
+        # it is a real error and keeps its traceback
+        if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+            raise
+        raise CommandUnavailable(f"command {name!r} is not available in this build "
+                                 f"(module {module} not found)") from None
+
+
 def _parser(command: str | None) -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hybridssl", description="Hybrid BYOL + Dirichlet galaxy pretraining.")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_) in COMMANDS.items():
+    for name, (_, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name == command:  # import only what will run
-            importlib.import_module(module).add_arguments(p)
+            _import_command(name).add_arguments(p)
     return top
+
+
+def _is_user_error(e: BaseException) -> bool:
+    """Errors users cause are ValueError subclasses (ConfigError, ShardError, ...) or file/disk
+    problems; a bare ValueError is more likely a bug and keeps its traceback."""
+    from hybridssl.atomic import DiskWriteError
+    return (isinstance(e, ValueError) and type(e) is not ValueError) or isinstance(
+        e, (FileNotFoundError, DiskWriteError))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else None
-    args = _parser(command).parse_args(argv)
+    try:
+        args = _parser(command).parse_args(argv)
+    except CommandUnavailable as e:
+        print(f"hybridssl: error: {e}", file=sys.stderr)
+        return 2
     if args.command is None:
         _parser(None).print_help()
         return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
-    from hybridssl.config import ConfigError
-    from hybridssl.schema import SchemaError
+    module = _import_command(args.command)
     try:
         return int(module.run(args) or 0)
-    except (ConfigError, SchemaError, FileNotFoundError) as e:
-        print(f"hybridssl {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"hybridssl {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
+        print(f"hybridssl {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

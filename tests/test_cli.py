@@ -1,0 +1,84 @@
+"""The `hybridssl` entry point: the schema command, every built command's --help, error exits."""
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from hybridssl.cli import COMMANDS, main
+
+
+def module_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # parent package missing
+        return False
+
+
+def test_schema_command_prints_counts_without_importing_torch():
+    code = ("import sys; from hybridssl.cli import main; rc = main(['schema', 'gz_evo_v0.1']); "
+            "assert 'torch' not in sys.modules, 'schema command imported torch'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "65 questions" in done.stdout and "206 answers" in done.stdout
+    assert "6 campaigns" in done.stdout
+
+
+def test_schema_command_lists_columns(capsys):
+    assert main(["schema", "gz2", "--columns"]) == 0
+    out = capsys.readouterr().out
+    assert "10 questions" in out and "30 answers" in out
+    assert "bar-gz2" in out and "smooth-or-featured-gz2_featured-or-disk" in out
+
+
+BUILT = [name for name, (module, _) in COMMANDS.items() if module_exists(module)]
+
+
+def test_schema_is_built():
+    assert "schema" in BUILT
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_help_of_each_built_command(name, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([name, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: hybridssl {name}") and "--help" in out
+    assert COMMANDS[name][1] in " ".join(out.split())  # the one-line description
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+    assert main([]) == 2
+
+
+def test_user_errors_exit_2_with_a_message(capsys):
+    assert main(["schema", "no-such-schema"]) == 2
+    assert "unknown schema 'no-such-schema'" in capsys.readouterr().err
+
+
+def test_unbuilt_command_says_so(monkeypatch, capsys):
+    monkeypatch.setitem(COMMANDS, "ghost", ("hybridssl.no_such_module", "not written yet"))
+    assert main(["ghost", "--help"]) == 2
+    assert "command 'ghost' is not available" in capsys.readouterr().err
+
+
+def test_missing_dependency_inside_a_command_is_not_hidden(monkeypatch, tmp_path):
+    (tmp_path / "broken_command.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(COMMANDS, "broken", ("broken_command", "imports something absent"))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
+        main(["broken"])
+
+
+def test_plain_value_errors_keep_their_traceback(monkeypatch, tmp_path):
+    (tmp_path / "buggy_command.py").write_text(
+        "def add_arguments(parser):\n    pass\n\ndef run(args):\n    raise ValueError('a bug')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(COMMANDS, "buggy", ("buggy_command", "raises a bare ValueError"))
+    with pytest.raises(ValueError, match="a bug"):
+        main(["buggy"])
