@@ -24,8 +24,9 @@ Exact resume. With a seed, the stream is a pure function of (seed, epoch, rank, 
 Call ``set_epoch(e)`` at each epoch start (if never called, each new pass of the loader
 advances the epoch by one). On a mid-epoch resume call ``set_epoch(e)`` then
 ``skip_batches(k)``: the next pass of epoch ``e`` drops its first ``k`` batches. The DataLoader
-takes batches from workers round-robin, so worker ``w`` drops ``ceil((k - w) / W)`` of its own
-(worker batch counts differ by at most one, lowest ids first, which keeps the order exact).
+takes batches from workers round-robin starting at worker 0, so batch ``j`` of an epoch is made
+by "logical worker" ``j % W`` (its seed and shards), and after skipping ``k`` batches physical
+worker ``w`` plays logical worker ``(w + k) % W`` from its first unskipped batch on.
 Skipped batches are still read and decoded (corrupt samples must be skipped identically).
 
 Corrupt samples (unreadable tar member, undecodable image, wrong size, bad votes or meta) are
@@ -298,11 +299,15 @@ class TrainStream(torch.utils.data.IterableDataset):
             raise RuntimeError(f"stream built for {self.workers} workers is read by {W}; "
                                f"use build_train_loader with the same data.num_workers")
         epoch, skip_epoch, k = self._state.tolist()
-        skip = max(0, -(-(k - w) // W)) if skip_epoch == epoch else 0
+        k = k if skip_epoch == epoch else 0
+        # Logical worker lw makes batches lw, lw + W, ... of the epoch. The DataLoader asks worker
+        # 0 first, so after skipping k batches physical worker w must play logical (w + k) % W.
+        lw = (w + k) % W
+        skip = max(0, -(-(k - lw) // W))
         counter = _SkipCounter()
-        parts = [self._batches(st, epoch, w, counter) for st in self.streams]
+        parts = [self._batches(st, epoch, lw, counter) for st in self.streams]
         last = 0
-        for i, chunks in enumerate(islice(zip(*parts), self.worker_batches(w))):
+        for i, chunks in enumerate(islice(zip(*parts), self.worker_batches(lw))):
             n_bad, last = counter.n - last, counter.n
             if i >= skip:
                 batch = {key: _cat([c[key] for c in chunks]) for key in chunks[0]}
