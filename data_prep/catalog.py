@@ -242,9 +242,12 @@ def load_rows(path: str | Path, schema: Schema, *, id_column: str, path_column: 
     paths = []
     for r, p in enumerate(df[path_column]):
         p = "" if pd.isna(p) else str(p).strip()
+        full = path.parent / p  # an absolute p stays absolute
         if not p:
             reasons.setdefault(r, f"empty {path_column}")
-        paths.append(str(path.parent / p) if p else "")  # absolute p stays absolute
+        elif not full.is_file():  # checked here so a catalog of missing files fails fast
+            reasons.setdefault(r, f"image file not found: {full}")
+        paths.append(str(full))
 
     vc = find_vote_columns(df.columns, schema, campaign)
     votes = None

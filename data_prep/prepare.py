@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import numpy as np
 import webdataset as wds
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 from tqdm import tqdm
 
 from data_prep.catalog import CatalogError, CatalogRows, load_rows
@@ -217,8 +217,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output shard directory (re-run to resume)")
     parser.add_argument("--config", default="default",
                         help="prepare config: shipped name (configs/prepare/) or YAML path; flags override it")
-    for flag, (_, typ, help_) in _OPTIONS.items():
-        parser.add_argument(flag, type=typ, default=None, help=f"{help_} (default: from --config)")
+    shipped = OmegaConf.load(resolve_config_path("default", "prepare"))
+    for flag, (key, typ, help_) in _OPTIONS.items():
+        parser.add_argument(flag, type=typ, default=None, help=f"{help_} (default: {shipped.get(key)})")
     parser.add_argument("--unlabelled", action="store_true", default=None,
                         help="images only: no votes.npy, no vote columns needed")
     parser.add_argument("--strict", action="store_true", default=None,
