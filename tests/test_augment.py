@@ -1,0 +1,96 @@
+"""Two-view Kornia augmentations, the evaluation transform and `hybridssl augment-preview`."""
+import pytest
+import torch
+from factories import write_shards
+from PIL import Image
+
+from hybridssl import cli
+from hybridssl.augment import EvalTransform, TwoViews, load_augment_config
+from hybridssl.config import ConfigError
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+SMALL = ["crop_size=24", "blur_kernel=5", "resize_size=28"]
+
+
+def batch(n=6, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_views_shapes_dtypes_devices(device):
+    views = TwoViews(load_augment_config("byol", SMALL))
+    v1, v2 = views(batch().to(device))
+    for v in (v1, v2):
+        assert v.shape == (6, 3, 24, 24) and v.dtype == torch.float32 and v.device.type == device
+        assert torch.isfinite(v).all()
+    assert not torch.allclose(v1, v2)
+
+
+def test_parameters_are_drawn_per_sample():
+    torch.manual_seed(0)
+    same = batch(1).repeat(8, 1, 1, 1)  # eight copies of one image
+    v1, v2 = TwoViews(load_augment_config("byol", SMALL))(same)
+    for v in (v1, v2):
+        flat = v.flatten(1)
+        distinct = {tuple(torch.round(r * 1e3).tolist()) for r in flat}
+        assert len(distinct) == 8
+
+
+def test_asymmetric_solarize_probability_per_view():
+    cfg = load_augment_config("minimal", ["crop_size=32", "resize_size=32", "blur_kernel=5",
+                                          "solarize_p=[0.0,1.0]", "mean=[0,0,0]", "std=[1,1,1]"])
+    x = batch(4)
+    v1, v2 = TwoViews(cfg)(x)
+    f = x.float() / 255
+    assert torch.allclose(v1, f, atol=1e-5)  # minimal preset: the image itself
+    assert torch.allclose(v2, torch.where(f >= 0.5, 1 - f, f), atol=1e-5)  # solarized at 0.5
+
+
+def test_crop_larger_than_image_names_the_key_at_first_call():
+    views = TwoViews(load_augment_config("byol", ["crop_size=64", "resize_size=64"]))
+    with pytest.raises(ConfigError, match=r"augment.crop_size \(64\) is larger than the images \(32 px\)"):
+        views(batch(2, size=32))
+
+
+@pytest.mark.parametrize("override, key", [("hflip_p=1.5", "augment.hflip_p"),
+                                           ("blur_p=[1.0,-0.1]", r"augment.blur_p\[1\]"),
+                                           ("blur_kernel=4", "augment.blur_kernel"),
+                                           ("crop_scale=[0.9,0.3]", "augment.crop_scale")])
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key):
+        load_augment_config("byol", [override])
+
+
+def test_non_uint8_input_is_refused():
+    with pytest.raises(ValueError, match="uint8"):
+        TwoViews(load_augment_config("byol", SMALL))(batch().float())
+
+
+def test_eval_transform_is_deterministic_resize_and_centre_crop():
+    cfg = load_augment_config("minimal", ["crop_size=16", "resize_size=16", "blur_kernel=5",
+                                          "mean=[0,0,0]", "std=[1,1,1]"])
+    x = batch(3, size=32)
+    out = EvalTransform(cfg)(x)
+    assert out.shape == (3, 3, 16, 16) and torch.equal(out, EvalTransform(cfg)(x))
+    big = load_augment_config("minimal", ["crop_size=16", "resize_size=32", "blur_kernel=5",
+                                          "mean=[0,0,0]", "std=[1,1,1]"])
+    assert torch.allclose(EvalTransform(big)(x), x[:, :, 8:24, 8:24].float() / 255, atol=1e-5)
+
+
+def test_augment_preview_writes_the_grid(tmp_path, capsys):
+    shards = write_shards(tmp_path / "s", 5, n_shards=1, image_size=32)
+    out = tmp_path / "grid.png"
+    rc = cli.main(["augment-preview", "--shards", str(shards), "--out", str(out), "--n", "4",
+                   "crop_size=24", "blur_kernel=5"])
+    assert rc == 0 and "wrote" in capsys.readouterr().out
+    with Image.open(out) as im:
+        assert im.size == (4 * 24 + 5 * 2, 3 * 24 + 4 * 2) and im.mode == "RGB"
+
+
+def test_augment_preview_help_lists_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["augment-preview", "--help"])
+    text = capsys.readouterr().out
+    for opt in ("--shards", "--out", "--config", "--n", "--seed"):
+        assert opt in text
