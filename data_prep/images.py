@@ -20,6 +20,7 @@ this stretch:
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +95,11 @@ def load_image(path: str | Path, fits_stretch: str = "asinh") -> np.ndarray:
 def _load_fits(path: Path, stretch: str) -> np.ndarray:
     from astropy.io import fits  # only FITS catalogs pay for astropy
     try:
-        with fits.open(path, memmap=False) as hdus:
-            data = next((np.array(h.data) for h in hdus if h.data is not None and np.ndim(h.data) >= 2), None)
-    except (OSError, ValueError, TypeError, IndexError) as e:  # astropy's errors for broken files
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "file may have been truncated": reject, don't pad
+            with fits.open(path, memmap=False) as hdus:
+                data = next((np.array(h.data) for h in hdus if h.data is not None and np.ndim(h.data) >= 2), None)
+    except (OSError, ValueError, TypeError, IndexError, Warning) as e:  # astropy's errors for broken files
         raise ImageError(f"FITS file cannot be decoded: {path} ({e})") from None
     if data is None:
         raise ImageError(f"FITS file has no image data: {path}")
