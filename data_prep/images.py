@@ -96,7 +96,7 @@ def _load_fits(path: Path, stretch: str) -> np.ndarray:
     from astropy.io import fits  # only FITS catalogs pay for astropy
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # e.g. "file may have been truncated": reject, don't pad
+            warnings.filterwarnings("error", message=".*truncated")  # reject a cut file, never pad it
             with fits.open(path, memmap=False) as hdus:
                 data = next((np.array(h.data) for h in hdus if h.data is not None and np.ndim(h.data) >= 2), None)
     except (OSError, ValueError, TypeError, IndexError, Warning) as e:  # astropy's errors for broken files
