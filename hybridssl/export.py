@@ -1,0 +1,112 @@
+"""``hybridssl export CKPT_OR_RUN_DIR --out DIR``: the online backbone in timm's format.
+
+``DIR/model.safetensors`` is the state dict of ``timm.create_model(arch, num_classes=0)``, so
+``timm.create_model(arch, pretrained=True, num_classes=0,
+pretrained_cfg_overlay=dict(file=DIR/"model.safetensors"))`` loads it; ``config.json`` says
+what it is (architecture, features, input size, normalisation, schema, mode, pretrained_cfg).
+The Dirichlet head, when the mode trained one, goes to ``head.safetensors``. Nothing here
+unpickles: checkpoints load with ``weights_only=True``, exports are safetensors + JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from hybridssl.atomic import atomic_path, atomic_write_text
+
+MODEL_FILE, HEAD_FILE, CONFIG_FILE = "model.safetensors", "head.safetensors", "config.json"
+_BACKBONE, _HEAD = "model.backbone.", "model.head."
+
+
+def _prefixed(state_dict: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v.contiguous() for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def _save_tensors(tensors: dict, path: Path, metadata: dict) -> None:
+    from safetensors.torch import save_file
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def export_checkpoint(ckpt_or_run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
+    """Write the export of a checkpoint (or a run's newest complete one); returns config.json's content."""
+    from hybridssl.train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+    from hybridssl.train.module import CHECKPOINT_KEY
+
+    path = resolve_checkpoint(ckpt_or_run_dir)
+    ckpt = load_checkpoint(path)
+    ours = ckpt.get(CHECKPOINT_KEY)
+    if ours is None or "export" not in ours:
+        raise CheckpointError(f"{path} was not written by hybridssl pretrain (no '{CHECKPOINT_KEY}' entry)")
+    info = dict(ours["export"])
+    backbone = _prefixed(ckpt["state_dict"], _BACKBONE)
+    if not backbone:
+        raise CheckpointError(f"{path}: no '{_BACKBONE}*' weights in its state_dict")
+    out = Path(out_dir)
+    size = info["image_size"]
+    info["pretrained_cfg"] = {"architecture": info["architecture"], "num_classes": 0,
+                              "input_size": [info["in_chans"], size, size], "crop_pct": 1.0,
+                              "interpolation": "bilinear", "mean": info["mean"], "std": info["std"]}
+    info["checkpoint"] = {"file": path.name, "global_step": int(ckpt.get("global_step", 0))}
+    meta = {"architecture": info["architecture"], "schema": info["schema"], "mode": info["mode"]}
+    _save_tensors(backbone, out / MODEL_FILE, meta)
+    if "head" in info:
+        _save_tensors(_prefixed(ckpt["state_dict"], _HEAD), out / HEAD_FILE, meta)
+        info["head"] = {**info["head"], "file": HEAD_FILE}
+    atomic_write_text(out / CONFIG_FILE, json.dumps(info, indent=1))
+    return info
+
+
+def read_export_info(export_dir: str | os.PathLike) -> dict:
+    path = Path(export_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; is {export_dir} a `hybridssl export` directory?")
+    return json.loads(path.read_text())
+
+
+def load_backbone(export_dir: str | os.PathLike):
+    """(timm model with ``num_classes=0``, config.json dict) from an export directory."""
+    import timm
+    from safetensors.torch import load_file
+
+    info = read_export_info(export_dir)
+    model = timm.create_model(info["architecture"], pretrained=False, num_classes=0, in_chans=info["in_chans"])
+    model.load_state_dict(load_file(str(Path(export_dir) / MODEL_FILE)))
+    return model.eval(), info
+
+
+def load_head(export_dir: str | os.PathLike):
+    """The exported Dirichlet head (``hybridssl.heads.DirichletHead``), or None when the mode had none."""
+    from safetensors.torch import load_file
+
+    from hybridssl.heads import DirichletHead
+
+    info = read_export_info(export_dir)
+    if "head" not in info:
+        return None
+    h = info["head"]
+    head = DirichletHead(h["in_features"], h["n_answers"], h["dropout"])
+    head.load_state_dict(load_file(str(Path(export_dir) / h["file"])))
+    return head.eval()
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT_OR_RUN_DIR",
+                        help="a .ckpt file, or a run directory (its newest complete checkpoint)")
+    parser.add_argument("--out", required=True, help="output directory (model.safetensors, config.json, "
+                                                     "head.safetensors)")
+
+
+def run(args) -> int:
+    import sys
+
+    from hybridssl.train.checkpoint import CheckpointError
+    try:
+        info = export_checkpoint(args.checkpoint, args.out)
+    except CheckpointError as e:
+        print(f"hybridssl export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {info['architecture']} ({info['mode']}, step {info['checkpoint']['global_step']}) "
+          f"to {args.out}" + (" with Dirichlet head" if "head" in info else ""))
+    return 0

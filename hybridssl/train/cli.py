@@ -1,0 +1,39 @@
+"""``hybridssl pretrain --config FILE [key=value ...]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hybridssl.atomic import DiskWriteError
+from hybridssl.config import load_config, resolve_config_path, to_yaml
+from hybridssl.shards import ShardError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True,
+                        help="pretrain YAML (configs/pretrain/<name>.yaml) or a shipped name: demo, gz_evo")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, e.g. mode=byol trainer.max_steps=20 out_dir=runs/x "
+                             "resume=auto 'data.labelled=[shards/labelled]'")
+    parser.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+
+
+def run(args) -> int:
+    from hybridssl.train.checkpoint import CheckpointError
+    from hybridssl.train.config import PretrainConfig
+    from hybridssl.train.run import pretrain
+
+    cfg = load_config(PretrainConfig, resolve_config_path(args.config, "pretrain"), args.overrides)
+    if args.print_config:
+        print(to_yaml(cfg))
+        return 0
+    try:
+        final = pretrain(cfg)
+    except (CheckpointError, ShardError, DiskWriteError) as e:
+        print(f"hybridssl pretrain: error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, ValueError) else 1
+    if final is None:
+        print("hybridssl pretrain: interrupted; continue with resume=auto", file=sys.stderr)
+        return 130
+    print(f"final checkpoint: {final}")
+    return 0

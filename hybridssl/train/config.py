@@ -1,0 +1,111 @@
+"""``PretrainConfig``: every knob of a pretraining run (values live in ``configs/pretrain/*.yaml``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List
+
+from omegaconf import MISSING
+
+from hybridssl.augment import AugmentConfig
+from hybridssl.config import ConfigError
+from hybridssl.data import DataConfig
+from hybridssl.model import MODES, WEIGHTINGS, ModelConfig, uses_votes
+
+OPTIMIZERS = ("adamw", "lars")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+
+
+@dataclass
+class LossConfig:
+    weighting: str = MISSING          # magnitude_matched | fixed
+    supervised_weight: float = MISSING
+
+
+@dataclass
+class OptimConfig:
+    name: str = MISSING               # adamw | lars
+    base_lr: float = MISSING          # per 256 samples; scaled by the global batch / 256
+    weight_decay: float = MISSING     # never applied to biases and normalisation parameters
+    warmup_steps: int = MISSING
+    final_lr_fraction: float = MISSING  # cosine decays the lr to base * fraction at the last step
+    betas: List[float] = field(default_factory=lambda: MISSING)  # adamw
+    momentum: float = MISSING         # lars
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = MISSING          # optimizer steps; schedules (lr, momentum) span exactly these
+    accelerator: str = MISSING        # auto | cpu | gpu
+    devices: str = MISSING            # processes per node: auto (launcher env, else all GPUs or 1) or N
+    num_nodes: str = MISSING          # auto (launcher env, else 1) or N
+    precision: str = MISSING          # 32-true | bf16-mixed | 16-mixed
+    accumulate_grad_batches: int = MISSING
+    gradient_clip_val: float = MISSING  # 0 = no clipping
+    log_every_n_steps: int = MISSING
+    checkpoint_every_n_steps: int = MISSING
+    keep_checkpoints: int = MISSING   # newest k step checkpoints kept (-1 = all)
+    progress_bar: bool = MISSING
+    sync_batchnorm: bool = MISSING    # GPU only; ignored on CPU
+    ddp_timeout_s: int = MISSING      # a rank waiting this long for a dead peer fails the job
+
+
+@dataclass
+class PretrainConfig:
+    mode: str = MISSING               # hybrid | byol | supervised | scratch
+    schema: str = MISSING             # shipped schema name or YAML path
+    seed: int = MISSING
+    out_dir: str = MISSING
+    resume: str = MISSING             # never | auto (newest complete checkpoint in out_dir) | PATH.ckpt
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> None:
+        _choice("mode", self.mode, MODES)
+        # One data section serves every mode: supervised reads votes only, and the labelled
+        # fraction of a batch only means something when both kinds of shard sets are given.
+        if self.mode == "supervised":
+            self.data.unlabelled = []
+        if not self.data.unlabelled:
+            self.data.labelled_fraction = 1.0
+        elif not self.data.labelled:
+            self.data.labelled_fraction = 0.0
+        _choice("loss.weighting", self.loss.weighting, WEIGHTINGS)
+        _choice("optim.name", self.optim.name, OPTIMIZERS)
+        _choice("trainer.precision", str(self.trainer.precision), PRECISIONS)
+        _choice("trainer.accelerator", self.trainer.accelerator, ACCELERATORS)
+        import timm  # the allow-list of backbones: config values never name arbitrary code
+        if self.model.backbone not in timm.list_models():
+            close = timm.list_models(f"*{self.model.backbone.split('.')[0][:6]}*")[:10]
+            raise ConfigError(f"model.backbone {self.model.backbone!r} is not a timm model; "
+                              f"see timm.list_models() (similar: {close})")
+        for key in ("devices", "num_nodes"):
+            value = str(getattr(self.trainer, key))
+            if value != "auto" and not (value.isdigit() and int(value) >= 1):
+                raise ConfigError(f"trainer.{key} must be 'auto' or a positive integer, got {value!r}")
+        for key in ("max_steps", "accumulate_grad_batches", "log_every_n_steps", "checkpoint_every_n_steps"):
+            if getattr(self.trainer, key) < 1 and not (key == "max_steps" and self.mode == "scratch"):
+                raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self.trainer, key)}")
+        if not 0.0 <= self.model.momentum_start <= 1.0:
+            raise ConfigError(f"model.momentum_start must be in [0, 1], got {self.model.momentum_start}")
+        if self.optim.warmup_steps >= max(self.trainer.max_steps, 1) and self.mode != "scratch":
+            raise ConfigError(f"optim.warmup_steps ({self.optim.warmup_steps}) must be below "
+                              f"trainer.max_steps ({self.trainer.max_steps})")
+        if self.resume not in ("never", "auto") and not self.resume.endswith(".ckpt"):
+            raise ConfigError(f"resume must be 'never', 'auto' or a .ckpt path, got {self.resume!r}")
+        if uses_votes(self.mode) and not self.data.labelled:
+            raise ConfigError(f"mode={self.mode} trains on votes: data.labelled must list labelled shard sets")
+        if self.mode != "scratch":
+            self.data.validate()
+        check_augment = getattr(self.augment, "validate", None)
+        if callable(check_augment):
+            check_augment()
+
+
+def _choice(key: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} {value!r} is not one of {', '.join(choices)}")

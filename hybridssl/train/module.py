@@ -1,0 +1,118 @@
+"""The LightningModule: one training step for every mode; the mode only decides which terms exist."""
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from hybridssl.augment import TwoViews
+from hybridssl.config import to_dict
+from hybridssl.losses import campaign_losses, campaign_voted_galaxies, dirichlet_multinomial_nll
+from hybridssl.model import HybridModel, combine_losses, uses_byol, uses_votes
+from hybridssl.schema import Schema
+from hybridssl.train.config import PretrainConfig
+from hybridssl.train.optim import build_optimizer, build_scheduler, scaled_lr, target_momentum
+
+CHECKPOINT_KEY = "hybridssl"  # our part of a Lightning checkpoint: config, export info, momentum
+
+
+class PretrainModule(pl.LightningModule):
+    def __init__(self, cfg: PretrainConfig, schema: Schema):
+        super().__init__()
+        self.cfg, self.schema = cfg, schema
+        self.model = HybridModel(cfg.model, cfg.mode, schema.n_answers)
+        if cfg.model.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.augment = TwoViews(cfg.augment)
+        self.momentum = cfg.model.momentum_start if uses_byol(cfg.mode) else None
+        self.skipped_samples = 0  # corrupt samples the stream skipped on this rank, whole run
+        self._last_batch_end = None
+
+    # -- the step -----------------------------------------------------------------------------
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.model.channels_last else x
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        v1, v2 = (self._layout(v) for v in self.augment(batch["image"]))
+        byol = sup = conc = None
+        if uses_byol(self.cfg.mode):
+            # both views in one forward pass: one larger batch is faster than two
+            f1, f2 = self.model.features(torch.cat([v1, v2])).chunk(2)
+            byol = self.model.byol_loss(f1, f2, v1, v2)
+        else:
+            f1 = self.model.features(v1)
+        if uses_votes(self.cfg.mode):
+            sup, conc = self.model.supervised_loss(f1, batch["votes"], batch["has_votes"], self.schema)
+        loss = combine_losses(byol, sup, self.cfg.loss.weighting, self.cfg.loss.supervised_weight)
+        self._log_step(batch, loss, byol, sup, conc)
+        return loss
+
+    def _log_step(self, batch, loss, byol, sup, conc) -> None:
+        rows = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=rows)
+        if byol is not None:
+            self.log("train/byol_loss", byol, prog_bar=True, batch_size=rows)
+            self.log("train/momentum", self.momentum, batch_size=rows)
+        if sup is not None:
+            self.log("train/sup_loss", sup, prog_bar=True, batch_size=rows)
+        self.skipped_samples += int(batch["n_skipped"].sum())
+        self.log("train/skipped_samples", float(self.skipped_samples), batch_size=rows)
+        if conc is not None and self.global_step % self.trainer.log_every_n_steps == 0:
+            with torch.no_grad():  # per-campaign losses only on logging steps: they cost a second pass
+                votes = batch["votes"][batch["has_votes"]]
+                per_campaign = campaign_losses(dirichlet_multinomial_nll(conc.detach(), votes, self.schema,
+                                                                         validate=False), votes, self.schema)
+                voted = campaign_voted_galaxies(votes, self.schema)
+            for name, value, n in zip(self.schema.campaigns, per_campaign.tolist(), voted.tolist()):
+                if n:
+                    self.log(f"train/sup_loss_{name}", value, batch_size=int(n))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._last_batch_end is not None:
+            rows = batch["image"].shape[0] * self.trainer.world_size
+            self.log("train/samples_per_s", rows / max(now - self._last_batch_end, 1e-9), prog_bar=True,
+                     batch_size=rows)
+        self._last_batch_end = now
+
+    # -- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self):
+        global_batch = (self.cfg.data.batch_size * self.trainer.world_size
+                        * self.trainer.accumulate_grad_batches)
+        optimizer = build_optimizer(self.model, self.cfg.optim, scaled_lr(self.cfg.optim.base_lr, global_batch))
+        scheduler = build_scheduler(optimizer, self.cfg.optim, self.cfg.trainer.max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        """Lightning calls this once per optimizer step (not per accumulated batch): the target
+        follows the online network here, so accumulation does not change the momentum schedule."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if uses_byol(self.cfg.mode):
+            # global_step still counts the steps before this one, so it is this step's 0-based index
+            self.momentum = target_momentum(self.global_step, self.cfg.trainer.max_steps,
+                                            self.cfg.model.momentum_start)
+            self.model.update_target(self.momentum)
+
+    # -- checkpoint contents ----------------------------------------------------------------------
+    def export_info(self) -> dict:
+        """What ``hybridssl export`` needs, written into every checkpoint (plain values only)."""
+        aug = self.cfg.augment
+        info = {"architecture": self.cfg.model.backbone, "num_features": self.model.num_features,
+                "in_chans": self.cfg.model.in_chans, "image_size": int(aug.crop_size),
+                "mean": [float(m) for m in aug.mean], "std": [float(s) for s in aug.std],
+                "schema": self.schema.name, "schema_hash": self.schema.hash, "mode": self.cfg.mode}
+        if uses_votes(self.cfg.mode):
+            info["head"] = {"in_features": self.model.num_features, "n_answers": self.schema.n_answers,
+                            "dropout": float(self.cfg.model.head_dropout)}
+        return info
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"format_version": 1, "config": to_dict(self.cfg),
+                                      "export": self.export_info(), "momentum": self.momentum,
+                                      "skipped_samples": self.skipped_samples}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        ours = checkpoint.get(CHECKPOINT_KEY, {})
+        self.momentum = ours.get("momentum", self.momentum)
+        self.skipped_samples = ours.get("skipped_samples", 0)

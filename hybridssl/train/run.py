@@ -1,0 +1,162 @@
+"""``pretrain(cfg)``: build the Lightning Trainer for this launch, resume if asked, train, checkpoint.
+
+Launch geometry comes from the environment when ``trainer.devices``/``num_nodes`` are ``auto``:
+``torchrun`` (``WORLD_SIZE``/``LOCAL_WORLD_SIZE``), SLURM ``srun`` (``SLURM_NTASKS``/``SLURM_NNODES``,
+through Lightning's SLURMEnvironment, without its auto-requeue: ``resume=auto`` does that job),
+else one process per GPU or a single CPU process. ``out_dir`` must be on a filesystem every
+rank sees: rank 0 writes the checkpoints and every rank reads the one it resumes from.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.strategies import DDPStrategy
+
+from hybridssl.atomic import atomic_write_text
+from hybridssl.config import ConfigError, to_yaml
+from hybridssl.data import build_train_loader
+from hybridssl.schema import load_schema
+from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, CheckpointError, checkpoint_name,
+                                        latest_checkpoint, load_checkpoint, step_checkpoints)
+from hybridssl.train.config import PretrainConfig, TrainerConfig
+from hybridssl.train.module import CHECKPOINT_KEY, PretrainModule
+from hybridssl.train.resume import ExactResume
+
+log = logging.getLogger(__name__)
+
+
+def launch_geometry(t: TrainerConfig) -> tuple[str, int, int, bool]:
+    """(accelerator, devices per node, num_nodes, under SLURM) for this launch."""
+    accelerator = {"auto": "gpu" if torch.cuda.is_available() else "cpu", "cuda": "gpu"}.get(t.accelerator,
+                                                                                          t.accelerator)
+    env, slurm = os.environ, SLURMEnvironment.detect()
+    if "LOCAL_WORLD_SIZE" in env and "WORLD_SIZE" in env:  # torchrun
+        local = int(env["LOCAL_WORLD_SIZE"])
+        nodes = int(env["WORLD_SIZE"]) // local
+    elif slurm:
+        nodes = int(env["SLURM_NNODES"])
+        local = int(env["SLURM_NTASKS"]) // nodes
+    else:
+        nodes, local = 1, (max(torch.cuda.device_count(), 1) if accelerator == "gpu" else 1)
+    devices = local if str(t.devices) == "auto" else int(t.devices)
+    num_nodes = nodes if str(t.num_nodes) == "auto" else int(t.num_nodes)
+    return accelerator, devices, num_nodes, slurm
+
+
+def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume) -> pl.Trainer:
+    t, out = cfg.trainer, Path(cfg.out_dir)
+    accelerator, devices, num_nodes, slurm = launch_geometry(t)
+    strategy = "auto"
+    if devices * num_nodes > 1:
+        # gloo on CPU; a dead peer makes the others fail after ddp_timeout_s instead of hanging
+        strategy = DDPStrategy(process_group_backend="nccl" if accelerator == "gpu" else "gloo",
+                               timeout=timedelta(seconds=t.ddp_timeout_s),
+                               cluster_environment=SLURMEnvironment(auto_requeue=False) if slurm else None)
+    checkpoints = ModelCheckpoint(dirpath=out / CHECKPOINT_DIR, filename="step{step:08d}",
+                                  auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every_n_steps,
+                                  monitor="step", mode="max", save_top_k=t.keep_checkpoints,
+                                  save_on_train_epoch_end=False)
+    return pl.Trainer(
+        max_steps=t.max_steps, max_epochs=-1, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+        strategy=strategy, precision="32-true" if str(t.precision) == "32" else str(t.precision),
+        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
+        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
+        sync_batchnorm=t.sync_batchnorm and accelerator == "gpu",  # SyncBatchNorm over gloo is unreliable
+        callbacks=[exact_resume, checkpoints, LearningRateMonitor(logging_interval="step")],
+        logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard")],
+        plugins=[AtomicCheckpointIO()], default_root_dir=out, use_distributed_sampler=False,
+        num_sanity_val_steps=0, enable_model_summary=False)
+
+
+def resume_checkpoint(cfg: PretrainConfig) -> Optional[Path]:
+    """The checkpoint this run continues from, checked against the config; None = fresh start."""
+    out = Path(cfg.out_dir)
+    if cfg.resume == "never":
+        if step_checkpoints(out):
+            raise ConfigError(f"out_dir {out} already holds checkpoints; pass resume=auto to continue "
+                              f"that run, or choose a new out_dir")
+        return None
+    path = latest_checkpoint(out) if cfg.resume == "auto" else Path(cfg.resume)
+    if path is None:
+        return None
+    ours = load_checkpoint(path, mmap=True).get(CHECKPOINT_KEY)
+    if ours is None:
+        raise CheckpointError(f"checkpoint {path} was not written by hybridssl pretrain")
+    was = ours["config"]
+    for key, a, b in (("mode", was["mode"], cfg.mode), ("model.backbone", was["model"]["backbone"],
+                                                        cfg.model.backbone)):
+        if a != b:
+            raise CheckpointError(f"checkpoint {path} has {key}={a}, this run has {key}={b}; "
+                                  f"use the same config to resume, or a new out_dir")
+    if was["trainer"]["max_steps"] != cfg.trainer.max_steps:
+        log.warning("resuming %s (planned for %d steps) to trainer.max_steps=%d: the restored lr schedule "
+                    "keeps its plan, the target momentum follows the new one", path,
+                    was["trainer"]["max_steps"], cfg.trainer.max_steps)
+    return path
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] % 2**31)
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 of every trainable parameter: equal on all DDP ranks after any step."""
+    h = hashlib.sha256()
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_random_init(cfg: PretrainConfig, module: PretrainModule, rank: int) -> Path:
+    """``scratch``: the untrained model as a step-0 checkpoint, for export and the benchmark."""
+    path = Path(cfg.out_dir) / CHECKPOINT_DIR / checkpoint_name(0)
+    ckpt = {"state_dict": module.state_dict(), "global_step": 0, "epoch": 0,
+            "pytorch-lightning_version": pl.__version__}
+    module.on_save_checkpoint(ckpt)
+    if rank == 0:
+        AtomicCheckpointIO().save_checkpoint(ckpt, path)
+    return path
+
+
+def pretrain(cfg: PretrainConfig) -> Optional[Path]:
+    """Train per ``cfg``; returns the final checkpoint (None when interrupted)."""
+    schema = load_schema(cfg.schema)
+    resume_from = resume_checkpoint(cfg)
+    out = Path(cfg.out_dir)
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    if rank == 0:
+        atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    pl.seed_everything(cfg.seed, verbose=False)  # the same initial weights on every rank
+    if cfg.mode == "scratch":
+        if resume_from is not None:
+            return resume_from
+        return save_random_init(cfg, PretrainModule(cfg, schema), rank)
+
+    exact_resume = ExactResume()
+    trainer = build_trainer(cfg, exact_resume)
+    module = PretrainModule(cfg, schema)
+    torch.manual_seed(_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
+    exact_resume.loader = build_train_loader(cfg.data, schema, rank=trainer.global_rank,
+                                             world_size=trainer.world_size)
+    trainer.fit(module, train_dataloaders=exact_resume.loader, ckpt_path=resume_from)
+    if trainer.interrupted:
+        return None
+    final = out / CHECKPOINT_DIR / checkpoint_name(trainer.global_step)
+    if trainer.global_step % cfg.trainer.checkpoint_every_n_steps:  # ModelCheckpoint saved the others
+        trainer.save_checkpoint(final, weights_only=False)
+    print(f"rank {trainer.global_rank}: finished at step {trainer.global_step}; "
+          f"weights digest {weights_digest(module.model)}", flush=True)
+    return final
