@@ -4,7 +4,8 @@ Rows that pass the catalog checks are assigned to shards by catalog order (``sha
 each), so a re-run plans the same shards: it keeps every shard whose sha256 matches the
 manifest and writes only the others. Each shard is written to a temp file and renamed, and
 the manifest (rewritten atomically after every shard) lists only complete shards, so a
-SIGKILL or a full disk never leaves a partial shard behind a reader's back. Rejected rows
+SIGKILL or a full disk never leaves a partial shard behind a reader's back. Members are named
+``<key>.<ext>`` exactly as webdataset's ``TarWriter`` would write them. Rejected rows
 (bad catalog values, unreadable images) go to ``rejected.csv`` with row, id and reason.
 """
 from __future__ import annotations
@@ -16,12 +17,12 @@ import json
 import multiprocessing
 import shlex
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-import webdataset as wds
 from omegaconf import MISSING, OmegaConf
 from tqdm import tqdm
 
@@ -87,12 +88,22 @@ def _shard_tasks(rows: CatalogRows, cfg: PrepareConfig, out: Path, source: str) 
     return tasks
 
 
+def _add_sample(tw: tarfile.TarFile, sample: dict) -> None:
+    """Members ``<key>.<ext>`` as webdataset's TarWriter writes them, with a fixed mtime so a
+    re-run writes identical bytes. (tarfile directly: importing webdataset imports torch, which
+    costs seconds per process and nothing here needs.)"""
+    for ext in sorted(k for k in sample if k != "__key__"):
+        info = tarfile.TarInfo(f"{sample['__key__']}.{ext}")
+        info.size, info.mode, info.mtime = len(sample[ext]), 0o444, 0
+        tw.addfile(info, io.BytesIO(sample[ext]))
+
+
 def _write_shard(task: dict) -> dict:
     """Write one shard (temp file, then rename); image failures become rejections."""
     path = task["out"] / task["name"]
     size, fmt, quality, stretch = task["image"]
     rejected, n = [], 0
-    with atomic_path(path) as tmp, open(tmp, "wb") as f, wds.TarWriter(f, encoder=False, mtime=0) as tw:
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tw:
         for i, id_str in enumerate(task["ids"]):
             try:
                 image = prepare_image(task["paths"][i], size, fmt, quality, stretch)
@@ -105,7 +116,7 @@ def _write_shard(task: dict) -> dict:
                       "meta.json": json.dumps(meta).encode()}
             if task["votes"] is not None:
                 sample["votes.npy"] = encode_votes(task["votes"][i])
-            tw.write(sample)
+            _add_sample(tw, sample)
             n += 1
     return {"name": task["name"], "n_samples": n, "sha256": sha256_file(path),
             "bytes": path.stat().st_size, "rejected": rejected}
