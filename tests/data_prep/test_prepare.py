@@ -68,6 +68,7 @@ def test_real_gz_decals_dr5_table_end_to_end(tmp_path, capsys):
         assert meta["redshift"] == pytest.approx(raw.loc[id_str, "redshift"])
         assert decode_image(s["image.jpg"]).shape == (48, 48, 3)
     assert (out / "rejected.csv").read_text().strip() == "row,id_str,reason"
+    assert main(["verify", str(out), "--quiet"]) == 0
 
 
 def test_real_gz2_hart16_parquet_end_to_end(tmp_path):
@@ -215,6 +216,7 @@ def test_resume_rewrites_only_missing_or_damaged_shards(tmp_path):
     assert again["shards"] == first["shards"]  # same rows, same bytes (tar mtimes are fixed)
     assert again["complete"] and again["created"] == first["created"]
     assert not list(out.glob(".*.tmp"))
+    assert main(["verify", str(out), "--quiet"]) == 0
 
 
 def test_resume_refuses_other_settings_in_the_same_directory(tmp_path, capsys):
