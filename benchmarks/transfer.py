@@ -209,9 +209,9 @@ def provenance(cfg: BenchmarkConfig, task: Task, backbones: dict) -> dict:
 
 def benchmark(cfg: BenchmarkConfig) -> dict[str, Path]:
     """The whole benchmark: check the config against the data, run the grid, write the reports."""
+    backbones = {name: _backbone_info(name, path) for name, path in cfg.backbones.items()}
     task = load_task(cfg, read_meta(cfg.task))
     check_budgets(cfg.budgets, len(task.train_rows), len(task.classes), where=f" of {cfg.task}")
-    backbones = {name: _backbone_info(name, path) for name, path in cfg.backbones.items()}
     cells = run_grid(cfg, task, backbones)
     prov = provenance(cfg, task, backbones)
     notes = [f"Task `{cfg.label_column}` ({', '.join(task.classes)}) from `{cfg.task}`: {len(task.train_rows)} train / "

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hybridssl import export
 from hybridssl.atomic import atomic_path
 from hybridssl.shards import MANIFEST, ShardError, decode_key, shard_paths, sha256_file
 
@@ -49,7 +50,7 @@ def read_meta(shard_dir: str | os.PathLike) -> list[dict]:
 
 def backbone_hash(backbone_dir: str | os.PathLike) -> str:
     d = Path(backbone_dir)
-    return _digest([sha256_file(d / "model.safetensors"), sha256_file(d / "config.json")])
+    return _digest([sha256_file(d / export.MODEL_FILE), sha256_file(d / export.CONFIG_FILE)])
 
 
 def cache_key(backbone_dir, shard_dir, preprocessing: dict) -> str:
@@ -58,13 +59,15 @@ def cache_key(backbone_dir, shard_dir, preprocessing: dict) -> str:
 
 
 def eval_transform(info: dict, preset: str):
-    """The evaluation preprocessing for a backbone: the augment preset at the backbone's
-    input size and normalisation (read from its exported config.json)."""
-    from hybridssl.augment import AugmentConfig, EvalTransform
-    from hybridssl.config import load_config, resolve_config_path, to_dict
+    """The evaluation preprocessing for a backbone: the augment preset at the backbone's input
+    size, crop fraction and normalisation (from its exported config.json); also its settings."""
+    from hybridssl.augment import EvalTransform, load_augment_config
+    from hybridssl.config import to_dict
 
-    overrides = [f"crop_size={int(info['image_size'])}", f"mean={list(info['mean'])}", f"std={list(info['std'])}"]
-    cfg = load_config(AugmentConfig, resolve_config_path(preset, "augment"), overrides)
+    size = int(info["image_size"])
+    crop_pct = float((info.get("pretrained_cfg") or {}).get("crop_pct", 1.0))
+    cfg = load_augment_config(preset, [f"crop_size={size}", f"resize_size={round(size / crop_pct)}",
+                                       f"mean={list(info['mean'])}", f"std={list(info['std'])}"])
     return EvalTransform(cfg), to_dict(cfg)
 
 
@@ -72,15 +75,13 @@ def extract_features(backbone_dir: str | os.PathLike, shard_dir: str | os.PathLi
                      cache_dir: str | os.PathLike, augment_preset: str, batch_size: int,
                      num_workers: int = 0, device: str = "cpu", desc: str = "") -> Features:
     """Pooled backbone features of every sample, from the cache when it has them."""
-    from hybridssl.export import load_backbone
-
-    model, info = load_backbone(backbone_dir)
-    transform, preprocessing = eval_transform(info, augment_preset)
+    transform, preprocessing = eval_transform(export.read_export_info(backbone_dir), augment_preset)
     key = cache_key(backbone_dir, shard_dir, preprocessing)
     path = Path(cache_dir) / f"{key}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             return Features(ids=z["ids"].tolist(), x=z["x"], key=key)
+    model, _ = export.load_backbone(backbone_dir)
     ids, xs = [], []
     model = model.to(device).eval()
     transform = transform.to(device)

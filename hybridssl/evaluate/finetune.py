@@ -18,6 +18,7 @@ from omegaconf import MISSING
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
+from hybridssl import export
 from hybridssl.evaluate.features import eval_transform, image_batches
 
 
@@ -37,10 +38,8 @@ def finetune(backbone_dir, shard_dir, train_idx: np.ndarray, test_idx: np.ndarra
 
     ``label_of``: id_str -> class index (rows are matched by id, not by position).
     """
-    from hybridssl.export import load_backbone
-
     torch.manual_seed(seed)
-    model, info = load_backbone(backbone_dir)
+    model, info = export.load_backbone(backbone_dir)
     model.reset_classifier(n_classes)
     model = model.to(device)
     transform = eval_transform(info, augment_preset)[0].to(device)

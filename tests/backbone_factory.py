@@ -1,0 +1,29 @@
+"""Tiny exported backbones for evaluation tests, in the ``hybridssl export`` layout.
+
+``DIR/model.safetensors`` (a random-init timm model with ``num_classes=0``) and
+``DIR/config.json``, so ``hybridssl.export.load_backbone(DIR)`` loads them like real exports.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import save_file
+
+
+def write_export(out_dir, arch: str = "test_resnet", image_size: int = 32, seed: int = 0,
+                 mode: str = "scratch") -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, pretrained=False, num_classes=0)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    info = {"architecture": arch, "num_features": model.num_features, "in_chans": 3, "image_size": image_size,
+            "mean": mean, "std": std, "schema": "gz_evo_v0.1", "schema_hash": "test", "mode": mode,
+            "pretrained_cfg": {"architecture": arch, "num_classes": 0, "input_size": [3, image_size, image_size],
+                               "crop_pct": 1.0, "interpolation": "bilinear", "mean": mean, "std": std}}
+    (out / "config.json").write_text(json.dumps(info, indent=1))
+    return out
