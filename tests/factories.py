@@ -66,7 +66,7 @@ def write_shards(out_dir, n: int, labelled: bool = True, n_shards: int = 4, imag
     entries, i = [], 0
     for s, count in enumerate(np.array_split(np.arange(n), n_shards)):
         name = SHARD_PATTERN.format(s)
-        with wds.TarWriter(str(out / name)) as tw:
+        with wds.TarWriter(str(out / name), mtime=0) as tw:  # integer mtime: no PAX header per member
             for i in count.tolist():
                 tw.write(_sample(rng, sch, i, seed, labelled, campaign, image_size, image_format, keep))
         entries.append({"name": name, "n_samples": len(count), "sha256": sha256_file(out / name),

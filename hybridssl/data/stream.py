@@ -115,6 +115,15 @@ def decode_image(data: bytes, backend: str = "torchvision") -> torch.Tensor:
         return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
 
 
+def warm_decoder(backend: str) -> None:
+    """torchvision's first decode loads its image library (seconds); do it once here so that
+    forked DataLoader workers inherit it instead of each paying it at every start."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="JPEG")
+    decode_image(buf.getvalue(), backend)
+
+
 def parse_sample(raw: dict, image_size: int, n_answers: int, with_votes: bool, backend: str) -> dict:
     """A raw webdataset sample -> decoded dict; raises on anything corrupt (the caller skips it)."""
     key = raw.get("__key__", "?")
@@ -377,6 +386,7 @@ def build_train_loader(cfg: DataConfig, schema: Schema | str, rank: Optional[int
                        world_size: Optional[int] = None) -> TrainLoader:
     """The training loader for this rank; ``len()`` is batches per rank per epoch."""
     dataset = TrainStream(cfg, load_schema(schema), *dist_info(rank, world_size))
+    warm_decoder(cfg.decode)
     kw = {}
     if cfg.num_workers > 0:
         kw = dict(persistent_workers=cfg.persistent_workers, prefetch_factor=cfg.prefetch_factor)
