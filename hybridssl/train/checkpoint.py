@@ -62,8 +62,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            try:
+                torch.save(checkpoint, f)
+            except RuntimeError as e:  # torch's writer wraps the OSError (ENOSPC, EFBIG) of our file
+                cause = e.__context__
+                if isinstance(cause, OSError):
+                    raise OSError(cause.errno, cause.strerror) from e
+                raise
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
         return load_checkpoint(path, map_location=map_location or "cpu")
