@@ -44,7 +44,9 @@ def save_montage(labelled: pd.DataFrame, root: str | os.PathLike, schema: Schema
         examples = labelled[labelled["campaign"] == campaign].head(per_row)
         for ax, (_, gal) in zip(row, examples.iterrows()):
             ax.imshow(np.asarray(Image.open(Path(root) / gal["file_loc"])), interpolation="nearest")
-            ax.set_title("\n".join(top_answers(gal, schema, campaign)), fontsize=5.5, loc="left")
+            first = next(q for q in schema.questions if q.campaign == campaign and q.parent is None)
+            lines = [f"{int(gal[first.columns].sum())} volunteers"] + top_answers(gal, schema, campaign)
+            ax.set_title("\n".join(lines), fontsize=5.5, loc="left")
         for ax in row:
             ax.set_xticks([]), ax.set_yticks([])
         row[0].set_ylabel(f"{campaign}\n({survey_of(campaign).name}-like)", fontsize=9)

@@ -61,11 +61,11 @@ def sample_galaxies(rng: np.random.Generator, n: int, style: SurveyStyle) -> dic
     g["bulge_re"] = np.where(disk, g["size"] * rng.uniform(0.2, 0.5, n), g["size"])
     g["pa"] = rng.uniform(0, np.pi, n)
 
-    cos_i = np.where(disk, u(n), 0.0)
+    q_sph = 1 - 0.7 * rng.beta(1.5, 2.5, n)
+    cos_i = np.where(disk, u(n), q_sph)          # a spheroid's flattening read as an inclination
     g["inclination"] = np.degrees(np.arccos(cos_i))
     q0 = rng.uniform(0.08, 0.18, n)              # intrinsic thickness of the disk
     q_disk = np.sqrt(cos_i ** 2 + q0 ** 2 * (1 - cos_i ** 2))
-    q_sph = 1 - 0.7 * rng.beta(1.5, 2.5, n)
     g["disk_q"] = q_disk
     g["bulge_q"] = np.where(disk, rng.uniform(0.65, 1.0, n), q_sph)
     g["axis_ratio"] = np.where(disk, np.maximum(q_disk, g["bulge_frac"] * g["bulge_q"]), q_sph)
@@ -82,7 +82,7 @@ def sample_galaxies(rng: np.random.Generator, n: int, style: SurveyStyle) -> dic
     g["arms"] = np.where(has_arms, rng.choice(ARM_COUNTS, n, p=ARM_COUNT_P), 0)
     g["arm_strength"] = np.where(has_arms, rng.uniform(0.3, 1.0, n), 0.0)
     # Hubble sequence: bigger bulges, tighter arms.
-    g["pitch"] = np.where(has_arms, np.clip(38 - 40 * g["bulge_frac"] + rng.normal(0, 6, n), 6, 45), 0.0)
+    g["pitch"] = np.where(has_arms, np.clip(30 - 35 * g["bulge_frac"] + rng.normal(0, 7, n), 6, 45), 0.0)
     g["arm_phase"] = rng.uniform(0, 2 * np.pi, n)
 
     ringed = disk & (u(n) < 0.18 + 0.25 * has_bar)

@@ -40,10 +40,10 @@ SURVEYS: dict[str, SurveyStyle] = {s.name: s for s in [
                 0.14, 0.35, 2.5, 5.0, (1.1, 1.0, 0.85)),
     # HST COSMOS: sharp, intermediate redshift, fainter and smaller (GZ Hubble).
     SurveyStyle("hubble", (0.2, 1.4), 21.0, 0.5, 23.5, 33.0, 40.0, 5.0, "gaussian", (0.01, 0.016),
-                0.14, 0.5, 2.5, 4.0, (1.0, 1.0, 1.0)),
+                0.11, 0.5, 2.5, 4.0, (1.0, 1.0, 1.0)),
     # HST CANDELS: deepest and most distant, small clumpy galaxies, noisy (GZ CANDELS).
     SurveyStyle("candels", (0.5, 3.0), 23.0, 1.2, 25.0, 34.6, 40.0, 5.0, "gaussian", (0.012, 0.018),
-                0.13, 0.5, 2.5, 4.0, (1.0, 1.0, 1.0)),
+                0.09, 0.5, 2.5, 4.0, (1.0, 1.0, 1.0)),
 ]}
 
 # Survey of each gz_evo_v0.1 campaign; a campaign not listed is imaged DECaLS-like.
