@@ -9,6 +9,7 @@ import pandas as pd
 
 from benchmarks.faults.harness import (Ctx, Row, complete_tar, galaxy_image, image_bytes, kill_group,
                                        rejected_text, save_catalog, says_disk_full, shard_ids, write_catalog)
+from hybridssl.shards import sha256_file
 
 IMAGE_SIZE = 32
 
@@ -36,18 +37,16 @@ def labelled_shards(ctx: Ctx):
 
 
 # -- SIGKILL during prepare ---------------------------------------------------------------------
-def _first_file_seconds(ctx: Ctx, out, catalog, shard_size) -> tuple[float, float]:
-    """An uninterrupted run: seconds until its first output file, and in total."""
-    p = ctx.spawn(*prepare_args(catalog, out, shard_size), log=ctx.path("logs", "prepare-baseline.log"))
-    t0, first = time.monotonic(), None
-    while p.poll() is None:
-        if first is None and out.exists() and any(out.iterdir()):
-            first = time.monotonic() - t0
-        time.sleep(0.05)
-    total = time.monotonic() - t0
-    if p.returncode != 0:
-        raise RuntimeError(f"baseline prepare failed; see {ctx.path('logs', 'prepare-baseline.log')}")
-    return first if first is not None else total * 0.5, total
+def _kill_after(ctx: Ctx, p, out, n_shards: int, target: int) -> tuple[int, bool]:
+    """SIGKILL ``p`` once ``target`` shard files exist (plus a random few ms); shards seen."""
+    def done():
+        return len(list(out.glob("shard-*.tar"))) if out.exists() else 0
+    while p.poll() is None and done() < target:
+        time.sleep(0.005)
+    time.sleep(float(ctx.rng.uniform(0, 0.05)))
+    finished = p.poll() is not None
+    kill_group(p)
+    return done(), finished
 
 
 def prepare_sigkill(ctx: Ctx) -> list[Row]:
@@ -55,19 +54,14 @@ def prepare_sigkill(ctx: Ctx) -> list[Row]:
     tries, shard_size = (2, 10) if ctx.quick else (5, 10)
     catalog = labelled_catalog(ctx)
     expected = set(pd.read_parquet(catalog, columns=["id_str"])["id_str"])
-    first, total = _first_file_seconds(ctx, ctx.work / "prepare-kill" / "baseline", catalog, shard_size)
+    n_shards = -(-len(expected) // shard_size)
     survived, lost, notes = 0, 0, []
     for t in range(tries):
         out = ctx.work / "prepare-kill" / f"try{t}"
+        target = int(ctx.rng.integers(0, n_shards))
         p = ctx.spawn(*prepare_args(catalog, out, shard_size), log=ctx.path("logs", f"prepare-kill{t}.log"))
-        t0 = time.monotonic()
-        while p.poll() is None and not (out.exists() and any(out.iterdir())) and time.monotonic() - t0 < total:
-            time.sleep(0.02)
-        time.sleep(float(ctx.rng.uniform(0.05, 0.9)) * max(total - first, 0.5))
-        finished = p.poll() is not None
-        kill_group(p)
-        left = sorted(x.name for x in out.glob("shard-*.tar")) if out.exists() else []
-        before = {x.name: x.stat().st_mtime_ns for x in out.glob("shard-*.tar")} if out.exists() else {}
+        seen, finished = _kill_after(ctx, p, out, n_shards, target)
+        before = {x.name: (x.stat().st_mtime_ns, sha256_file(x)) for x in out.glob("shard-*.tar")} if out.exists() else {}
         rerun = ctx.cli(*prepare_args(catalog, out, shard_size), timeout=300)
         verify = ctx.cli("verify", out, timeout=120)
         try:
@@ -75,14 +69,15 @@ def prepare_sigkill(ctx: Ctx) -> list[Row]:
         except Exception as e:  # an unreadable result is exactly what this fault looks for
             ids, notes = [], notes + [f"try {t}: shards unreadable ({e})"]
         dup, missing = len(ids) - len(set(ids)), len(expected - set(ids))
-        rewritten = sum(1 for x in out.glob("shard-*.tar") if x.name in before
-                        and x.stat().st_mtime_ns != before[x.name])
-        ok = rerun.rc == 0 and verify.rc == 0 and dup == 0 and missing == 0 and not rerun.traceback
+        rewritten = [x for x in out.glob("shard-*.tar") if x.name in before and x.stat().st_mtime_ns != before[x.name][0]]
+        changed = sum(sha256_file(x) != before[x.name][1] for x in rewritten)
+        ok = rerun.rc == 0 and verify.rc == 0 and dup == 0 and missing == 0 and not rerun.traceback and not changed
         survived += ok
         lost += dup + missing
-        notes.append(f"try {t}: killed {'after it finished' if finished else f'with {len(left)} shard files on disk'}"
+        notes.append(f"try {t}: killed {'after it finished' if finished else f'with {seen}/{n_shards} shard files on disk'}"
                      f"; re-run rc={rerun.rc}, verify rc={verify.rc}, {dup} duplicate / {missing} missing ids,"
-                     f" {rewritten} complete shard(s) rewritten" + ("" if ok else f" [{rerun.tail()} {verify.tail()}]"))
+                     f" {len(rewritten)} shard(s) finished but not yet in the manifest rewritten, {changed} of them"
+                     " with different bytes" + ("" if ok else f" [{rerun.tail()} {verify.tail()}]"))
     return [Row("SIGKILL during `hybridssl prepare`", tries, survived, lost, "; ".join(notes))]
 
 
@@ -159,51 +154,60 @@ def corrupt_shards(ctx: Ctx) -> list[Row]:
 
 # -- bad catalogs -------------------------------------------------------------------------------
 def _bad_catalogs(ctx: Ctx, root):
-    """name -> (catalog path, ids that must be reported or tokens the error must name)."""
-    df = pd.read_parquet(labelled_catalog(ctx)).head(20)
-    col = df.columns[3]
+    """name -> (catalog, bad ids or named tokens, rows that must still be written or None for an error)."""
+    src = labelled_catalog(ctx)
+    df = pd.read_parquet(src).head(20)
+    df["file_loc"] = [str((src.parent / f).resolve()) for f in df["file_loc"]]
+    col = "smooth-or-featured-dr5_smooth"
     cases = {}
 
-    def case(name, frame, expect, suffix=".parquet"):
-        cases[name] = (save_catalog(frame, root / f"{name.replace(' ', '_')}{suffix}"), expect)
+    def case(name, frame, expect, written=None):
+        cases[name] = (save_catalog(frame, root / f"{name.split(' (')[0].replace(' ', '_')}.parquet"), expect, written)
 
     for name, value in (("NaN votes", np.nan), ("negative votes", -3.0), ("float votes", 2.5)):
         f = df.copy()
         f.loc[[2, 5], col] = value
-        case(name, f, [f.loc[2, "id_str"], f.loc[5, "id_str"]])
-    case("vote column not in schema", df.assign(**{"bar-dr5_maybe": 1.0}), ["bar-dr5_maybe"])
-    case("duplicate ids", pd.concat([df, df.iloc[[4]]], ignore_index=True), [df.loc[4, "id_str"]])
+        case(name, f, [f.loc[2, "id_str"], f.loc[5, "id_str"], col], written=len(df) - 2)
+    f = df.copy()
+    f.loc[[3], "bar-dr5_maybe"] = 4.0
+    case("vote column not in schema", f, ["bar-dr5_maybe", df.loc[3, "id_str"]], written=len(df) - 1)
+    case("duplicate ids", pd.concat([df, df.iloc[[4]]], ignore_index=True), [df.loc[4, "id_str"]], written=len(df))
     case("missing id column", df.drop(columns=["id_str"]), ["id_str"])
     case("empty catalog (header only)", df.iloc[:0], [])
     n = 20_000 if ctx.quick else 1_000_000
-    case(f"{n:,}-row catalog, no usable row", pd.DataFrame(
-        {"id_str": [f"X{i}" for i in range(n)], "file_loc": [f"images/none{i}.jpg" for i in range(n)]}), [])
+    case(f"{n:,}-row catalog, no usable row (missing images, NaN votes)", df.iloc[np.arange(n) % len(df)].assign(
+        id_str=[f"X{i}" for i in range(n)], file_loc=[f"images/none{i}.jpg" for i in range(n)], **{col: np.nan}), [])
     junk = root / "not_a_catalog.parquet"
     junk.write_bytes(b"PAR1 this is not parquet \x00\xff" * 10)
-    cases["unreadable catalog file"] = (junk, ["not_a_catalog.parquet"])
+    cases["unreadable catalog file"] = (junk, ["not_a_catalog.parquet"], None)
     return cases
 
 
 def bad_catalogs(ctx: Ctx) -> list[Row]:
-    """Each bad catalog: a clear error naming the problem, or rejected.csv naming the rows."""
+    """Rows with bad values are rejected by row (the rest written once); a catalog that is
+    wrong as a whole, or leaves nothing valid, is one clear error. Never a traceback."""
     root = ctx.work / "bad-catalogs"
     rows = []
-    for name, (catalog, expect) in _bad_catalogs(ctx, root).items():
+    for name, (catalog, expect, written) in _bad_catalogs(ctx, root).items():
         out = ctx.work / "shards" / "bad" / catalog.stem
-        p = ctx.cli(*prepare_args(catalog, out, 10, 1, "--unlabelled") if "usable" in name else
-                    prepare_args(catalog, out, 10, 1), timeout=600)
+        p = ctx.cli(*prepare_args(catalog, out, 10, 1), timeout=600)
         said = p.out + p.err + rejected_text(out)
-        named = all(str(e) in said for e in expect)
-        if p.rc == 0:  # accepted: the bad rows must be reported, the rest written once
-            ids = shard_ids(out) if (out / "manifest.json").exists() else []
-            ok, how = named and len(ids) == len(set(ids)) and bool(expect), "exit 0, rows reported"
+        named = [e for e in expect if str(e) not in said]
+        ids = shard_ids(out) if p.rc == 0 and (out / "manifest.json").exists() else []
+        if written is None:
+            ok, how = p.rc not in (0, None) and bool(p.err.strip()), f"exit {p.rc}"
         else:
-            ok, how = p.rc is not None and named and bool(p.err.strip()), f"exit {p.rc}"
-        ok = ok and not p.traceback
-        rows.append(Row(f"bad catalog: {name}", 1, int(ok), 0,
-                        f"{how} in {p.seconds:.0f} s: {p.tail(160)}" + ("" if named else f" [does not name {expect}]")
-                        + (" [Python traceback]" if p.traceback else "")))
+            ok, how = p.rc == 0 and len(ids) == len(set(ids)) == written, f"exit {p.rc}, {len(ids)}/{written} rows written"
+        ok = ok and not named and not p.traceback
+        rows.append(Row(f"bad catalog: {name}", 1, int(ok), 0 if written is None else abs(written - len(set(ids))),
+                        f"{how} in {p.seconds:.0f} s: {_first_reason(out) or p.message()}"
+                        + (f" [does not name {named}]" if named else "") + (" [Python traceback]" if p.traceback else "")))
     return rows
+
+
+def _first_reason(out) -> str:
+    lines = rejected_text(out).splitlines()
+    return f"rejected.csv ({len(lines) - 1} rows): {lines[1][:160]}" if len(lines) > 1 else ""
 
 
 # -- full disk under shards ---------------------------------------------------------------------

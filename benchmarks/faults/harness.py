@@ -6,12 +6,15 @@ the command's worker processes down with it, as a dying node would.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,10 @@ from PIL import Image
 from hybridssl.schema import load_schema
 
 SCHEMA = "gz_evo_v0.1"
+# Commands safe to call twice in one process. `pretrain` always gets its own process: Lightning
+# keeps global state, and `hybridssl.train.run` (the submodule) replaces the package's `run`
+# function once imported, so a second in-process `pretrain` call fails.
+INPROCESS = ("prepare", "verify", "export")
 CAMPAIGN = "dr5"
 
 
@@ -52,9 +59,34 @@ class Proc:
     def traceback(self) -> bool:
         return "Traceback (most recent call last)" in self.err
 
+    def message(self, n: int = 240) -> str:
+        """The command's error line (``... error: ...``), else the end of its output."""
+        lines = [ln for ln in self.err.splitlines() if "error" in ln.lower()]
+        return lines[-1][:n] if lines else self.tail(n)
+
     def tail(self, n: int = 300) -> str:
         text = (self.err.strip() or self.out.strip()).replace("\n", " | ")
         return text[-n:]
+
+
+def run_inprocess(args: list[str]) -> Proc:
+    from hybridssl.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    logging.getLogger().addHandler(handler)
+    t0 = time.monotonic()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main(args)
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else int(e.code is not None)
+            except Exception:
+                traceback.print_exc()
+                rc = 1
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return Proc(["hybridssl", *args], rc, out.getvalue(), err.getvalue(), time.monotonic() - t0)
 
 
 def child_env(**extra) -> dict:
@@ -100,6 +132,7 @@ class Ctx:
     work: Path
     quick: bool = True
     seed: int = 0
+    inprocess: bool | None = None  # run commands that need no kill or limit in this process (default: quick)
     rng: np.random.Generator = field(init=False)
     _cache: dict = field(default_factory=dict, init=False)
 
@@ -107,6 +140,8 @@ class Ctx:
         self.work = Path(self.work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.rng = np.random.default_rng(self.seed)
+        if self.inprocess is None:
+            self.inprocess = self.quick
 
     def path(self, *parts) -> Path:
         p = self.work.joinpath(*map(str, parts))
@@ -114,7 +149,14 @@ class Ctx:
         return p
 
     def cli(self, *args, timeout: float = 300, cmd: list | None = None, **popen) -> Proc:
-        """Run ``hybridssl ARGS`` to the end (or to ``timeout``) and capture its output."""
+        """Run ``hybridssl ARGS`` to the end (or to ``timeout``) and capture its output.
+
+        In-process (``self.inprocess``, and no ``cmd``/``popen``) it calls the same entry point,
+        ``hybridssl.cli.main``, without paying torch's import again; an exception escaping it is
+        printed as Python would, so the no-traceback checks mean the same thing.
+        """
+        if self.inprocess and cmd is None and not popen and str(args[0]) in INPROCESS:
+            return run_inprocess(list(map(str, args)))
         cmd = cmd or hybridssl_cmd(*args)
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -19,16 +19,20 @@ from benchmarks.faults.harness import (Ctx, Row, child_env, descendants, kill_gr
 from hybridssl.config import config_dir
 
 MAX_STEPS = 12
-CKPT_GLOB = "*.ckpt"
+CKPT_GLOB = "*.ckpt"  # hybridssl.train writes OUT_DIR/checkpoints/stepNNNNNNNN.ckpt
 
 
 def pretrain_args(ctx: Ctx, run: Path, max_steps: int = MAX_STEPS, labelled=None, *extra) -> list:
-    """The tiny CPU pretraining used by every training fault: demo config, 32 px, batch 8."""
+    """The tiny CPU pretraining used by every training fault: demo config, timm's 0.4M-parameter
+    test_resnet (3 MB checkpoints), 32 px, batch 8."""
     labelled = labelled or labelled_shards(ctx)
     return ["--config", config_dir() / "pretrain" / "demo.yaml", f"out_dir={run}", "resume=auto",
             f"data.labelled=[{labelled}]", "data.unlabelled=[]", "data.batch_size=8", "data.num_workers=1",
-            f"trainer.max_steps={max_steps}", "trainer.checkpoint_every_n_steps=2",
-            "model.backbone=resnet18", "augment.crop_size=32", *extra]
+            "data.shuffle_buffer=50", f"trainer.max_steps={max_steps}", "trainer.checkpoint_every_n_steps=2",
+            "trainer.log_every_n_steps=1", "trainer.keep_checkpoints=3", "trainer.progress_bar=false",
+            "optim.warmup_steps=1", "model.backbone=test_resnet", "model.projection_hidden_dim=64",
+            "model.prediction_hidden_dim=64", "model.projection_dim=32", "augment.crop_size=32",
+            "augment.resize_size=32", "augment.blur_kernel=3", *extra]
 
 
 def checkpoints(run: Path) -> list[Path]:
@@ -88,30 +92,47 @@ def _wait_for_checkpoint(p, run: Path, limit: float) -> None:
 
 
 # -- SIGKILL mid-training -----------------------------------------------------------------------
+def _named_step(p: Path) -> int:
+    digits = "".join(c for c in p.stem if c.isdigit())
+    return int(digits) if digits else -1
+
+
+def _kill_at_step(ctx: Ctx, p, run: Path, target: int, step_s: float, limit: float) -> bool:
+    """SIGKILL the run's process group a random fraction of two steps after checkpoint ``target``
+    appears (so kills land mid-step and mid-save alike); False if it had already finished."""
+    t0 = time.monotonic()
+    while p.poll() is None and max(map(_named_step, checkpoints(run)), default=-1) < target \
+            and time.monotonic() - t0 < limit:
+        time.sleep(0.01)
+    time.sleep(float(ctx.rng.uniform(0, 2 * step_s)))
+    finished = p.poll() is not None
+    kill_group(p)
+    return not finished
+
+
 def pretrain_sigkill(ctx: Ctx) -> list[Row]:
     tries = 1 if ctx.quick else 5
-    trained_run(ctx)
+    base = trained_run(ctx)
     first, total = ctx._cache["baseline-run"][1]
-    expected = final_step(trained_run(ctx))
+    expected = final_step(base)
+    step_s = (total - first) / max(expected - 2, 1)
     survived, lost, notes = 0, 0, []
     for t in range(tries):
         run = ctx.work / "runs" / f"kill{t}"
         p = ctx.spawn("pretrain", *pretrain_args(ctx, run), log=ctx.path("logs", f"pretrain-kill{t}.log"))
-        _wait_for_checkpoint(p, run, total)
-        time.sleep(float(ctx.rng.uniform(0.0, 0.9)) * max(total - first, 1.0))
-        finished = p.poll() is not None
-        kill_group(p)
+        killed = _kill_at_step(ctx, p, run, int(ctx.rng.integers(2, expected - 1)), step_s, 4 * total)
         steps, bad = load_steps(run)
         at = max(steps.values(), default=0)
         resume = ctx.cli("pretrain", *pretrain_args(ctx, run), timeout=600)
         end = final_step(run)
         _, bad_after = load_steps(run)
-        ok = resume.rc == 0 and not bad and not bad_after and end == expected
+        ok = resume.rc == 0 and not bad and not bad_after and end == expected and not resume.traceback
         survived += ok
         lost += len(bad) + len(bad_after) + abs((end or 0) - expected)
-        notes.append(f"try {t}: killed {'after the end' if finished else f'at step ~{at}'}, {len(steps)} checkpoint(s)"
-                     f" all loadable{'' if not bad else ' EXCEPT ' + str(bad)}; resume rc={resume.rc}, final step"
-                     f" {end} (uninterrupted {expected})" + ("" if ok else f" [{resume.tail()}]"))
+        notes.append(f"try {t}: killed {f'after step {at} was saved' if killed else 'after the run ended'},"
+                     f" {len(steps)} checkpoint(s) all load with weights_only=True"
+                     f"{'' if not bad else ' EXCEPT ' + str(bad)}; resume rc={resume.rc}, final step {end}"
+                     f" (uninterrupted: {expected})" + ("" if ok else f" [{resume.tail()}]"))
     return [Row("SIGKILL during pretraining, then resume=auto", tries, survived, lost, "; ".join(notes))]
 
 
