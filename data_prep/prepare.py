@@ -131,9 +131,9 @@ def _run_tasks(tasks: list[dict], workers: int):
         yield from pool.imap_unordered(_write_shard, tasks)
 
 
-def _complete_shards(out: Path, fingerprint: dict) -> tuple[dict, str | None]:
-    """Entries of an earlier run's shards still intact on disk (checked by sha256), and its
-    creation time; refuses a directory written from another catalog or other settings."""
+def _complete_shards(out: Path, fingerprint: dict, planned: set) -> tuple[dict, str | None]:
+    """Entries of an earlier run's planned shards still intact on disk (checked by sha256), and
+    its creation time; refuses a directory written from another catalog or other settings."""
     if not (out / MANIFEST).exists():
         return {}, None
     try:
@@ -146,9 +146,10 @@ def _complete_shards(out: Path, fingerprint: dict) -> tuple[dict, str | None]:
             raise ShardError(f"{out} holds shards prepared with {key}={before.get(key)!r}, not {value!r}; "
                              "use another --out or remove that directory")
     done = {}
-    for e in tqdm(old.get("shards", []), desc="checking complete shards", unit="shard", disable=None):
+    listed = [e for e in old.get("shards", []) if e.get("name") in planned]  # never a path from elsewhere
+    for e in tqdm(listed, desc="checking complete shards", unit="shard", disable=None):
         p = out / e["name"]
-        if p.is_file() and p.stat().st_size == e["bytes"] and sha256_file(p) == e["sha256"]:
+        if p.is_file() and p.stat().st_size == e.get("bytes") and sha256_file(p) == e.get("sha256"):
             done[e["name"]] = e
     return done, old.get("created")
 
@@ -184,20 +185,23 @@ def prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: s
         print(f"warning: {len(vote_cols.unknown)} vote-like columns match no answer of schema {schema.name}"
               f" (rows with votes in them are rejected): {', '.join(vote_cols.unknown)}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp"):  # temp files of a killed run; never listed anywhere
-        stale.unlink()
+    for pattern in (".shard-*.tmp", f".{MANIFEST}.*.tmp", f".{REJECTED}.*.tmp"):
+        for stale in out.glob(pattern):  # temp files of a killed run (hybridssl.atomic names)
+            stale.unlink()
     fingerprint = {"catalog_sha256": sha256_file(catalog), "schema_hash": schema.hash,
                    **{k: v for k, v in to_dict(cfg).items() if k in _CONTENT_KEYS}}
-    shards, created = _complete_shards(out, fingerprint)
-    created = created or datetime.datetime.now(datetime.timezone.utc).isoformat()
     tasks = _shard_tasks(rows, cfg, out, catalog.name)
+    shards, created = _complete_shards(out, fingerprint, {t["name"] for t in tasks})
+    created = created or datetime.datetime.now(datetime.timezone.utc).isoformat()
     todo = [t for t in tasks if t["name"] not in shards]
-    args = (out, schema, cfg)
-    _write_manifest(*args, shards, len(tasks), fingerprint, command, created)
+
+    def save_manifest():
+        _write_manifest(out, schema, cfg, shards, len(tasks), fingerprint, command, created)
+    save_manifest()  # drops entries of shards found damaged
     with tqdm(total=sum(len(t["ids"]) for t in todo), desc="prepare", unit="img", disable=None) as bar:
         for entry in _run_tasks(todo, cfg.workers):
             shards[entry["name"]] = entry
-            _write_manifest(*args, shards, len(tasks), fingerprint, command, created)
+            save_manifest()
             bar.update(entry["n_samples"] + len(entry["rejected"]))
     image_rejects = [r for e in shards.values() for r in e["rejected"]]
     _write_rejected(out, [[r.row, r.id_str, r.reason] for r in rejected] + image_rejects)
