@@ -13,6 +13,10 @@ Sibling columns of a release (``_fraction``, ``_debiased``, ``_total-votes``, GZ
 (task 08), which GZ-Evo v0.1 does not include. A column that looks like a vote column but
 matches no schema answer is *unknown*: rows with votes in it are rejected, naming it.
 
+Votes are counts. A question whose answers are all missing (NaN) in a row was not asked of that
+galaxy and gets zero votes; a missing count beside real ones, or a negative, non-integer,
+infinite or non-numeric count rejects the row.
+
 Rows are numbered from 0 in catalog order (``row`` in ``rejected.csv``). A rejected row is
 reported with its id and reason; a catalog-wide problem raises :class:`CatalogError`.
 """
@@ -157,7 +161,7 @@ def _numeric(df: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray]
     return np.stack(values, 1), np.stack(bad, 1)
 
 
-def _first_bad(mask: np.ndarray, cols: list[str], describe, reasons: dict) -> None:
+def _first_bad(mask: np.ndarray, describe, reasons: dict) -> None:
     """For each row with a bad cell, record ``describe(row, column index)`` of the first one."""
     hit = mask.any(1)
     for r, j in zip(np.flatnonzero(hit), mask[hit].argmax(1)):
@@ -170,23 +174,24 @@ def _votes(df: pd.DataFrame, schema: Schema, vc: VoteColumns, reasons: dict) -> 
 
     def cell(what):
         return lambda r, j: f"{what} {raw[r, j]:g} in column {cols[j]!r}"
-    _first_bad(non_numeric, cols, lambda r, j: f"non-numeric vote {df[cols[j]].iloc[r]!r} in column "
+    _first_bad(non_numeric, lambda r, j: f"non-numeric vote {df[cols[j]].iloc[r]!r} in column "
                f"{cols[j]!r}", reasons)
-    # A campaign whose columns are all missing in a row was not asked of that galaxy: zeros.
+    # A question whose answers are all missing in a row was not asked of that galaxy (merged
+    # multi-campaign tables leave other campaigns empty): zero votes. A partly missing one is bad.
     target = np.array([schema.column_index[vc.mapping[c]] for c in cols])
-    campaign_of = np.array(schema.campaigns)[schema.campaign_index[schema.question_index[target]]]
+    question_of = schema.question_index[target]
     unasked = np.zeros_like(raw, dtype=bool)
-    for camp in set(campaign_of):
-        sel = campaign_of == camp
+    for q in np.unique(question_of):
+        sel = question_of == q
         unasked[:, sel] = np.isnan(raw[:, sel]).all(1, keepdims=True)
-    _first_bad(np.isnan(raw) & ~unasked & ~non_numeric, cols, cell("missing vote"), reasons)
-    _first_bad(np.isinf(raw), cols, cell("infinite vote"), reasons)
+    _first_bad(np.isnan(raw) & ~unasked & ~non_numeric, cell("missing vote"), reasons)
+    _first_bad(np.isinf(raw), cell("infinite vote"), reasons)
     finite = np.where(np.isfinite(raw), raw, 0.0)
-    _first_bad(finite < 0, cols, cell("negative vote"), reasons)
-    _first_bad(np.abs(finite - np.round(finite)) > 1e-6, cols, cell("non-integer vote"), reasons)
+    _first_bad(finite < 0, cell("negative vote"), reasons)
+    _first_bad(np.abs(finite - np.round(finite)) > 1e-6, cell("non-integer vote"), reasons)
     if vc.unknown:
         extra, _ = _numeric(df, vc.unknown)
-        _first_bad(np.nan_to_num(extra) != 0, vc.unknown,
+        _first_bad(np.nan_to_num(extra) != 0,
                    lambda r, j: f"votes ({extra[r, j]:g}) in column {vc.unknown[j]!r}, which is not an "
                    f"answer of schema {schema.name}", reasons)
     votes = np.zeros((len(df), schema.n_answers), dtype=np.float32)

@@ -104,6 +104,19 @@ def test_galaxy_datasets_catalog_csv_and_parquet_read_the_same(tmp_path, fmt):
     assert rows.campaigns == list(df["campaign"]) and rows.ids == list(df["id_str"])
 
 
+def test_question_left_empty_is_unasked_but_partly_empty_is_rejected(tmp_path):
+    df, votes = _evo_catalog(tmp_path, 2)
+    bar = [c for c in SCHEMA.campaign_columns("dr5") if c.startswith("bar-dr5_")]
+    df.loc[0, bar] = np.nan  # the whole question: not asked
+    df.loc[1, bar[0]] = np.nan  # one answer of an asked question: corrupt
+    df.to_parquet(tmp_path / "cat.parquet")
+    rows, rejected, _ = _load(tmp_path / "cat.parquet")
+    assert [r.row for r in rejected] == [1] and "missing vote nan in column 'bar-dr5_strong'" in rejected[0].reason
+    expected = votes[0].copy()
+    expected[[SCHEMA.column_index[c] for c in bar]] = 0
+    np.testing.assert_array_equal(rows.votes[0], expected)
+
+
 def test_campaign_inferred_from_votes_when_no_column(tmp_path):
     df, _ = _evo_catalog(tmp_path)
     path = tmp_path / "cat.parquet"
