@@ -22,6 +22,7 @@ reported with its id and reason; a catalog-wide problem raises :class:`CatalogEr
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from hybridssl.schema import Schema
 SIBLING_SUFFIXES = ("_fraction", "_debiased", "_concentration")
 SIBLING_NAMES = ("total-votes", "proportion_volunteers_asked")
 CAMPAIGN_COLUMN = "campaign"
+ROW_BLOCK = 50_000  # rows checked at a time
 
 # GZ2 Hart+16 (task, answer) codes -> (question stem, answer) of the gz2 campaign in GZ-Evo.
 GZ2_HART16 = {
@@ -161,42 +163,48 @@ def _numeric(df: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray]
     return np.stack(values, 1), np.stack(bad, 1)
 
 
-def _first_bad(mask: np.ndarray, describe, reasons: dict) -> None:
+def _first_bad(mask: np.ndarray, describe, reasons: dict, offset: int) -> None:
     """For each row with a bad cell, record ``describe(row, column index)`` of the first one."""
     hit = mask.any(1)
     for r, j in zip(np.flatnonzero(hit), mask[hit].argmax(1)):
-        reasons.setdefault(int(r), describe(r, j))
+        reasons.setdefault(offset + int(r), describe(r, j))
 
 
-def _votes(df: pd.DataFrame, schema: Schema, vc: VoteColumns, reasons: dict) -> np.ndarray:
+def _check_votes(df: pd.DataFrame, schema: Schema, vc: VoteColumns, reasons: dict, offset: int) -> np.ndarray:
+    """Votes of a block of rows (numbered from ``offset``) in schema order; bad rows to ``reasons``."""
     cols = list(vc.mapping)
     raw, non_numeric = _numeric(df, cols)
 
     def cell(what):
         return lambda r, j: f"{what} {raw[r, j]:g} in column {cols[j]!r}"
     _first_bad(non_numeric, lambda r, j: f"non-numeric vote {df[cols[j]].iloc[r]!r} in column "
-               f"{cols[j]!r}", reasons)
+               f"{cols[j]!r}", reasons, offset)
     # A question whose answers are all missing in a row was not asked of that galaxy (merged
     # multi-campaign tables leave other campaigns empty): zero votes. A partly missing one is bad.
     target = np.array([schema.column_index[vc.mapping[c]] for c in cols])
-    question_of = schema.question_index[target]
-    unasked = np.zeros_like(raw, dtype=bool)
-    for q in np.unique(question_of):
-        sel = question_of == q
-        unasked[:, sel] = np.isnan(raw[:, sel]).all(1, keepdims=True)
-    _first_bad(np.isnan(raw) & ~unasked & ~non_numeric, cell("missing vote"), reasons)
-    _first_bad(np.isinf(raw), cell("infinite vote"), reasons)
+    _, question_of = np.unique(schema.question_index[target], return_inverse=True)
+    member = np.eye(question_of.max() + 1, dtype=np.float32)[question_of]  # (cols, questions)
+    missing = np.isnan(raw)
+    unasked = (missing.astype(np.float32) @ member == member.sum(0))[:, question_of]
+    _first_bad(missing & ~unasked & ~non_numeric, cell("missing vote"), reasons, offset)
+    _first_bad(np.isinf(raw), cell("infinite vote"), reasons, offset)
     finite = np.where(np.isfinite(raw), raw, 0.0)
-    _first_bad(finite < 0, cell("negative vote"), reasons)
-    _first_bad(np.abs(finite - np.round(finite)) > 1e-6, cell("non-integer vote"), reasons)
+    _first_bad(finite < 0, cell("negative vote"), reasons, offset)
+    _first_bad(np.abs(finite - np.round(finite)) > 1e-6, cell("non-integer vote"), reasons, offset)
     if vc.unknown:
         extra, _ = _numeric(df, vc.unknown)
         _first_bad(np.nan_to_num(extra) != 0,
                    lambda r, j: f"votes ({extra[r, j]:g}) in column {vc.unknown[j]!r}, which is not an "
-                   f"answer of schema {schema.name}", reasons)
+                   f"answer of schema {schema.name}", reasons, offset)
     votes = np.zeros((len(df), schema.n_answers), dtype=np.float32)
     votes[:, target] = finite
     return votes
+
+
+def _votes(df: pd.DataFrame, schema: Schema, vc: VoteColumns, reasons: dict) -> np.ndarray:
+    """Checked in blocks of rows, so a million-row catalog needs no float64 copy of all of it."""
+    return np.concatenate([_check_votes(df.iloc[i:i + ROW_BLOCK], schema, vc, reasons, i)
+                           for i in range(0, len(df), ROW_BLOCK)])
 
 
 def _campaigns(df: pd.DataFrame, schema: Schema, votes, campaign: str | None, reasons: dict) -> list:
@@ -244,15 +252,15 @@ def load_rows(path: str | Path, schema: Schema, *, id_column: str, path_column: 
             reasons[r] = f"duplicate {id_column} (first at row {first_seen[i]})"
         else:
             first_seen[i] = r
-    paths = []
+    paths, root = [], str(path.parent)
     for r, p in enumerate(df[path_column]):
         p = "" if pd.isna(p) else str(p).strip()
-        full = path.parent / p  # an absolute p stays absolute
+        full = os.path.join(root, p)  # an absolute p stays absolute
         if not p:
             reasons.setdefault(r, f"empty {path_column}")
-        elif not full.is_file():  # checked here so a catalog of missing files fails fast
+        elif not os.path.isfile(full):  # checked here so a catalog of missing files fails fast
             reasons.setdefault(r, f"image file not found: {full}")
-        paths.append(str(full))
+        paths.append(full)
 
     vc = find_vote_columns(df.columns, schema, campaign)
     votes = None

@@ -125,7 +125,9 @@ def test_campaign_inferred_from_votes_when_no_column(tmp_path):
     assert rows.campaigns == list(df["campaign"])
 
 
-def test_bad_rows_are_rejected_by_row_id_and_reason(tmp_path):
+@pytest.mark.parametrize("block", [50_000, 2])  # rows checked in blocks: numbers stay catalog-wide
+def test_bad_rows_are_rejected_by_row_id_and_reason(tmp_path, monkeypatch, block):
+    monkeypatch.setattr("data_prep.catalog.ROW_BLOCK", block)
     df, _ = _evo_catalog(tmp_path, 6)
     df = pd.concat([df, df.iloc[[0]]], ignore_index=True)  # row 6 duplicates row 0
     df["bar-dr5_maybe"] = 0.0
