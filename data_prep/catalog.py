@@ -92,8 +92,9 @@ class CatalogRows:
     keep: dict[str, list]              # --keep-columns values, JSON-ready
 
 
-def read_catalog(path: str | Path) -> pd.DataFrame:
-    """A parquet or CSV table with at least one row."""
+def read_catalog(path: str | Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A parquet or CSV table with at least one row; ``text_columns`` of a CSV stay text (an id
+    such as ``007`` must not become the number 7)."""
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"catalog {path} does not exist")
@@ -101,7 +102,8 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
         elif path.name.endswith((".csv", ".csv.gz")):
-            df = pd.read_csv(path, dtype_backend="numpy_nullable", low_memory=False)
+            df = pd.read_csv(path, dtype={c: str for c in text_columns}, dtype_backend="numpy_nullable",
+                             low_memory=False)
         else:
             raise CatalogError(f"catalog {path}: expected a .parquet or .csv file")
     except pd.errors.EmptyDataError:
@@ -237,7 +239,7 @@ def load_rows(path: str | Path, schema: Schema, *, id_column: str, path_column: 
               keep_columns: tuple[str, ...] = ()) -> tuple[CatalogRows, list[Rejection], VoteColumns]:
     """Read ``path`` and return the rows fit to shard, the rejected rows, and the vote columns."""
     path = Path(path).resolve()
-    df = read_catalog(path)
+    df = read_catalog(path, (id_column, path_column))
     for what, col in (("id", id_column), ("image path", path_column), *(("keep", k) for k in keep_columns)):
         if col not in df.columns:
             raise CatalogError(f"catalog {path}: no {what} column {col!r}; columns are "

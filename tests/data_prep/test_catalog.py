@@ -173,6 +173,13 @@ def test_unlabelled_rows_need_no_votes_and_keep_columns(tmp_path):
     assert all(type(v) is int for v in rows.keep["ring"])  # plain JSON values, not numpy
 
 
+def test_csv_ids_stay_text(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "c.csv").write_text("id_str,file_loc\n007,a.jpg\n1.50,a.jpg\n")
+    rows, _, _ = _load(tmp_path / "c.csv", labelled=False)
+    assert rows.ids == ["007", "1.50"]
+
+
 @pytest.mark.parametrize("content,match", [
     ("", "empty"),
     ("id_str,file_loc\n", "no rows"),
