@@ -11,7 +11,6 @@ from data_prep.synthetic.volunteers import MAX_VOLUNTEERS, MIN_VOLUNTEERS
 from hybridssl.cli import main
 from hybridssl.schema import load_schema
 
-SIZES = dict(n_labelled=90, n_unlabelled=25, n_downstream=30, size=32, seed=7)
 SCHEMA = load_schema("gz_evo_v0.1")
 
 
