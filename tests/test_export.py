@@ -1,0 +1,92 @@
+"""Export round trip: the exported backbone gives the same features as the trained one, via timm itself."""
+import json
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file
+
+from factories import write_shards
+from hybridssl.config import config_dir, load_config
+from hybridssl.export import export_checkpoint, load_backbone, load_head
+from hybridssl.schema import load_schema
+from hybridssl.train.checkpoint import load_checkpoint
+from hybridssl.train.config import PretrainConfig
+from hybridssl.train.module import PretrainModule
+from hybridssl.train.run import pretrain
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    labelled = write_shards(root / "labelled", 16, labelled=True, n_shards=2, image_size=32)
+    cfg = load_config(PretrainConfig, config_dir() / "pretrain" / "demo.yaml", [
+        f"out_dir={root / 'run'}", f"data.labelled=[{labelled}]", "data.unlabelled=[]", "data.batch_size=8",
+        "data.num_workers=0", "model.backbone=test_resnet", "model.projection_hidden_dim=32",
+        "model.prediction_hidden_dim=32", "model.projection_dim=16", "augment.crop_size=32",
+        "augment.resize_size=32", "augment.blur_kernel=3", "trainer.precision=32-true", "trainer.max_steps=2",
+        "trainer.progress_bar=false", "optim.warmup_steps=1", "mode=hybrid"])
+    return cfg, pretrain(cfg)
+
+
+def trained_module(cfg, ckpt) -> PretrainModule:
+    module = PretrainModule(cfg, load_schema(cfg.schema))
+    module.load_state_dict(load_checkpoint(ckpt)["state_dict"])
+    return module.eval()
+
+
+def test_export_round_trip_through_timm(trained_run, tmp_path):
+    cfg, ckpt = trained_run
+    info = export_checkpoint(ckpt.parents[1], tmp_path)  # a run directory: its newest checkpoint
+    assert info["checkpoint"] == {"file": ckpt.name, "global_step": 2}
+    on_disk = json.loads((tmp_path / "config.json").read_text())
+    assert on_disk["architecture"] == "test_resnet" and on_disk["mode"] == "hybrid"
+    assert on_disk["image_size"] == 32 and on_disk["in_chans"] == 3 and len(on_disk["mean"]) == 3
+    assert on_disk["schema"] == "gz_evo_v0.1" and on_disk["schema_hash"] == load_schema("gz_evo_v0.1").hash
+
+    module = trained_module(cfg, ckpt)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        before = module.model.features(x)
+        ours, _ = load_backbone(tmp_path)
+        via_timm = timm.create_model("test_resnet", pretrained=True, num_classes=0,
+                                     pretrained_cfg_overlay=dict(file=str(tmp_path / "model.safetensors")))
+        assert on_disk["num_features"] == via_timm.num_features == before.shape[1]
+        torch.testing.assert_close(ours(x), before)
+        torch.testing.assert_close(via_timm.eval()(x), before)
+        head = load_head(tmp_path)
+        torch.testing.assert_close(head(before), module.model.head(before))
+    # timm's own key names, and no BYOL or target weights leaked into the backbone file
+    assert set(load_file(str(tmp_path / "model.safetensors"))) == set(timm.create_model(
+        "test_resnet", num_classes=0).state_dict())
+
+
+def test_export_without_head_for_byol(trained_run, tmp_path):
+    cfg, ckpt = trained_run
+    state = load_checkpoint(ckpt)
+    state["state_dict"] = {k: v for k, v in state["state_dict"].items() if not k.startswith("model.head.")}
+    state["hybridssl"]["export"].pop("head")
+    torch.save(state, tmp_path / "no_head.ckpt")
+    info = export_checkpoint(tmp_path / "no_head.ckpt", tmp_path / "out")
+    assert "head" not in info and not (tmp_path / "out" / "head.safetensors").exists()
+    assert load_head(tmp_path / "out") is None
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):  # unpickling this would create the marker file
+        return open, (self.marker, "w")
+
+
+def test_export_cli_refuses_a_pickle_checkpoint(tmp_path):
+    marker = tmp_path / "code-ran"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "global_step": 1, "hybridssl": _Payload(marker)},
+               tmp_path / "evil.ckpt")
+    p = subprocess.run([sys.executable, "-m", "hybridssl.cli", "export", str(tmp_path / "evil.ckpt"),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=180)
+    assert p.returncode == 2 and "refusing to load" in p.stderr and "Traceback" not in p.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
