@@ -12,7 +12,7 @@ def _case(ctx: Ctx, name: str, args: list, must_name: list[str]) -> Row:
     missing = [w for w in must_name if w not in p.err]
     ok = p.rc not in (0, None) and not p.traceback and not missing
     return Row(f"bad config: {name}", 1, int(ok), 0,
-               f"rc={p.rc}: {p.tail(220)}" + (f" [does not name {missing}]" if missing else "")
+               f"rc={p.rc}: {p.message()}" + (f" [does not name {missing}]" if missing else "")
                + (" [Python traceback]" if p.traceback else ""))
 
 
@@ -23,7 +23,9 @@ def bad_configs(ctx: Ctx) -> list[Row]:
         _case(ctx, "unknown key", pre("trainer.max_stepz=3"), ["max_stepz", "max_steps"]),
         _case(ctx, "wrong type", pre("trainer.max_steps=many"), ["max_steps"]),
         _case(ctx, "unknown mode", pre("mode=hybird"), ["mode", "hybrid", "byol", "supervised", "scratch"]),
-        _case(ctx, "image size smaller than the crop", pre("augment.crop_size=48"), ["crop_size"]),
+        _case(ctx, "crop larger than augment.resize_size", pre("augment.crop_size=48"), ["crop_size", "resize_size"]),
+        _case(ctx, "crop larger than the shards' image size", pre("augment.crop_size=48", "augment.resize_size=48"),
+              ["crop_size", "32"]),
     ]
     rows.append(_case(ctx, "label budget larger than the train split", *_budget_args(ctx)))
     return rows

@@ -29,7 +29,7 @@ def crafted_checkpoint(path, marker) -> None:
 def _refused(p, marker, name) -> tuple[bool, str]:
     ran = marker.exists()
     ok = not ran and not p.traceback and p.rc not in (0, None)
-    return ok, (f"{'CODE RAN' if ran else 'no code ran'}; rc={p.rc}: {p.tail(160)}"
+    return ok, (f"{'CODE RAN' if ran else 'no code ran'}; rc={p.rc}: {p.message()}"
                 + (" [Python traceback]" if p.traceback else ""))
 
 
@@ -54,7 +54,7 @@ def pickle_checkpoint(ctx: Ctx) -> list[Row]:
     ran = marker.exists()
     ok = not ran and not p.traceback and (p.rc not in (0, None) or target.name in p.out + p.err)
     rows.append(Row("security: pickle checkpoint -> `pretrain resume=auto`", 1, int(ok), 0,
-                    f"{'CODE RAN' if ran else 'no code ran'}; rc={p.rc}: {p.tail(160)}"))
+                    f"{'CODE RAN' if ran else 'no code ran'}; rc={p.rc}: {p.message()}"))
     return rows
 
 
