@@ -31,6 +31,7 @@ from omegaconf import MISSING
 from tqdm import tqdm
 
 import hybridssl
+from hybridssl import export
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
 from hybridssl.evaluate.features import backbone_hash, extract_features, read_meta
 from hybridssl.evaluate.finetune import FinetuneConfig, finetune
@@ -45,7 +46,7 @@ PROTOCOLS = ("linear", "knn", "finetune")
 
 @dataclass
 class BenchmarkConfig:
-    backbones: Dict[str, str] = MISSING      # name -> exported backbone dir (`hybridssl export`)
+    backbones: Dict[str, str] = MISSING      # name -> export dir (`hybridssl export`), checkpoint or run dir
     task: str = MISSING                      # shard set of the downstream task (`hybridssl prepare`)
     label_column: str = MISSING              # meta.json field holding the class
     split_column: str = MISSING              # meta.json field holding train/test
@@ -127,12 +128,25 @@ def _versions() -> dict:
             "hybridssl": hybridssl.__version__}
 
 
-def _backbone_info(name: str, path: str) -> dict:
-    config = Path(path) / "config.json"
-    if not config.exists() or not (Path(path) / "model.safetensors").exists():
-        raise ConfigError(f"config key 'backbones.{name}': {path} is not an exported backbone "
-                          f"(needs model.safetensors and config.json; see `hybridssl export`)")
-    info = json.loads(config.read_text())
+def resolve_backbone(name: str, path: str, out_dir: str) -> str:
+    """An export directory as given; a pretraining checkpoint or run directory is exported
+    (``hybridssl export``) to ``out_dir/exports/NAME`` first."""
+    p = Path(path)
+    if (p / export.CONFIG_FILE).is_file() and (p / export.MODEL_FILE).is_file():
+        return str(p)
+    from hybridssl.train.checkpoint import CheckpointError
+
+    target = Path(out_dir) / "exports" / name
+    try:
+        export.export_checkpoint(p, target)
+    except (CheckpointError, FileNotFoundError, IsADirectoryError) as e:
+        raise ConfigError(f"config key 'backbones.{name}': {path} is neither an export directory (model.safetensors "
+                          f"+ config.json) nor a pretraining checkpoint or run directory ({e})") from e
+    return str(target)
+
+
+def _backbone_info(path: str) -> dict:
+    info = export.read_export_info(path)
     return {"dir": str(path), "hash": backbone_hash(path),
             **{k: info.get(k) for k in ("architecture", "num_features", "image_size", "schema", "schema_hash", "mode")}}
 
@@ -209,7 +223,8 @@ def provenance(cfg: BenchmarkConfig, task: Task, backbones: dict) -> dict:
 
 def benchmark(cfg: BenchmarkConfig) -> dict[str, Path]:
     """The whole benchmark: check the config against the data, run the grid, write the reports."""
-    backbones = {name: _backbone_info(name, path) for name, path in cfg.backbones.items()}
+    cfg.backbones = {name: resolve_backbone(name, path, cfg.out_dir) for name, path in cfg.backbones.items()}
+    backbones = {name: _backbone_info(path) for name, path in cfg.backbones.items()}
     task = load_task(cfg, read_meta(cfg.task))
     check_budgets(cfg.budgets, len(task.train_rows), len(task.classes), where=f" of {cfg.task}")
     cells = run_grid(cfg, task, backbones)

@@ -110,12 +110,17 @@ def plot_label_curve(summary: pd.DataFrame, path: str | os.PathLike, metric: str
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     styles = {"linear": "-", "finetune": "--", "knn": ":"}
+    colours = {b: f"C{i}" for i, b in enumerate(dict.fromkeys(summary.backbone))}  # one colour per backbone
     for method, g in summary.groupby("method", sort=False):
         g = g.sort_values("n_labels")
         mean, ci = g[f"{metric}_mean"], g[f"{metric}_ci95"].fillna(0)
-        line, = ax.plot(g.n_labels, mean, styles.get(g.protocol.iloc[0], "-"), marker="o", ms=3, label=method)
-        ax.fill_between(g.n_labels, mean - ci, mean + ci, color=line.get_color(), alpha=0.15, lw=0)
+        colour = colours[g.backbone.iloc[0]]
+        ax.plot(g.n_labels, mean, styles.get(g.protocol.iloc[0], "-"), color=colour, marker="o", ms=3, label=method)
+        ax.fill_between(g.n_labels, mean - ci, mean + ci, color=colour, alpha=0.12, lw=0)
     ax.set_xscale("log")
+    ticks = sorted(summary.n_labels.unique())
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("training labels")
     ax.set_ylabel(f"test {metric.replace('_', ' ')}")
     ax.set_title(title)

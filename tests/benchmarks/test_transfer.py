@@ -71,20 +71,20 @@ def test_not_an_export_dir_names_the_backbone(tmp_path, task):
 def test_end_to_end_all_protocols_two_backbones(tmp_path, task, capsys):
     backbones = {"a": write_export(tmp_path / "a", image_size=32, seed=0),
                  "b": write_export(tmp_path / "b", image_size=32, seed=1, mode="byol")}
-    cfg = _cfg(tmp_path, task, backbones, "budgets=[4,12,all]", "seeds=[0,1]",
+    cfg = _cfg(tmp_path, task, backbones, "budgets=[4,all]", "seeds=[0,1]",
                "protocols=[linear,knn,finetune]", "finetune.epochs=1", "finetune.batch_size=8", "knn.k=5")
     paths = benchmark(cfg)
     doc = json.loads(paths["json"].read_text())
-    assert len(doc["cells"]) == 2 * 3 * 3 * 2
+    assert len(doc["cells"]) == 2 * 3 * 2 * 2
     cell = doc["cells"][0]
     assert set(cell["scores"]) == {"accuracy", "balanced_accuracy", "roc_auc"}
     assert all(0 <= v <= 1 for c in doc["cells"] for v in c["scores"].values())
-    assert {c["n_labels"] for c in doc["cells"]} == {4, 12, 32}
+    assert {c["n_labels"] for c in doc["cells"]} == {4, 32}
     assert doc["task"]["n_train"] == 32 and doc["task"]["n_test"] == 16 and doc["task"]["classes"] == ["0", "1"]
     assert doc["versions"]["torch"] and doc["versions"]["timm"] and doc["versions"]["hybridssl"]
-    assert doc["schema_hashes"] == ["test"] and doc["config"]["budgets"] == [4, 12, "all"]
+    assert doc["schema_hashes"] == ["test"] and doc["config"]["budgets"] == [4, "all"]
     csv = pd.read_csv(paths["csv"])
-    assert len(csv) == 6 * 3 and set(csv.method) == {f"{b} {p}" for b in "ab" for p in ("linear", "knn", "finetune")}
+    assert len(csv) == 6 * 2 and set(csv.method) == {f"{b} {p}" for b in "ab" for p in ("linear", "knn", "finetune")}
     row = csv[(csv.method == "a linear") & (csv.budget == "4")].iloc[0]
     seeds = [c["scores"]["accuracy"] for c in doc["cells"] if c["backbone"] == "a" and c["protocol"] == "linear"
              and c["budget"] == 4]
@@ -92,7 +92,7 @@ def test_end_to_end_all_protocols_two_backbones(tmp_path, task, capsys):
     md = paths["md"].read_text()
     table = md.split("## accuracy", 1)[1].split("##", 1)[0]
     body = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| labels")]
-    assert [line.split("|")[1].strip() for line in body] == ["4", "12", "all (32)"]
+    assert [line.split("|")[1].strip() for line in body] == ["4", "all (32)"]
     assert all("**" in line for line in body)  # best of each row marked
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -154,3 +154,18 @@ def test_real_images_smooth_vs_featured_through_prepare(tmp_path, capsys):
     assert doc["task"]["n_train"] == n_train and doc["task"]["n_test"] == len(test)
     assert doc["task"]["test_class_counts"] == [int((test.label == c).sum()) for c in ("featured", "smooth")]
     assert len(doc["cells"]) == 3 * 3 * 2
+
+
+def test_a_pretraining_run_directory_is_exported_then_benchmarked(tmp_path, task):
+    labelled = write_shards(tmp_path / "labelled", 16, labelled=True, n_shards=1, image_size=32)
+    run = tmp_path / "run"
+    assert main(["pretrain", "--config", str(config_dir() / "pretrain" / "demo.yaml"), f"out_dir={run}",
+                 "mode=scratch", f"data.labelled=[{labelled}]", "data.unlabelled=[]", "data.batch_size=8",
+                 "data.num_workers=0", "data.shuffle_buffer=8", "trainer.max_steps=1",
+                 "trainer.checkpoint_every_n_steps=1", "trainer.progress_bar=false", "model.backbone=test_resnet",
+                 "augment.crop_size=32", "augment.resize_size=32", "augment.blur_kernel=3"]) == 0
+    paths = benchmark(_cfg(tmp_path, task, {"run": run}, "seeds=[0]", "protocols=[knn]"))
+    doc = json.loads(paths["json"].read_text())
+    exported = tmp_path / "bench" / "exports" / "run"
+    assert doc["backbones"]["run"]["dir"] == str(exported) and doc["backbones"]["run"]["architecture"] == "test_resnet"
+    assert (exported / "model.safetensors").is_file() and len(doc["cells"]) == 2
