@@ -1,0 +1,53 @@
+"""The main job end to end, tiny: the very script `make demo` runs (benchmarks/demo.sh).
+
+generate -> prepare -> pretrain (all four modes, a few steps) -> export -> benchmark. Proves in CI that
+the flow a user starts with still works; the numbers are not checked (they mean nothing at this size).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = ["hybrid", "byol", "supervised", "scratch"]
+
+
+@pytest.mark.slow
+def test_demo_pipeline_tiny(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+               HSSL=str(Path(sys.executable).with_name("hybridssl")),
+               DEMO_LABELLED="96", DEMO_UNLABELLED="64", DEMO_DOWNSTREAM="80", DEMO_SIZE="32",
+               DEMO_WORKERS="1",
+               PRETRAIN_ARGS=("trainer.max_steps=3 trainer.checkpoint_every_n_steps=2 optim.warmup_steps=1 data.batch_size=8 "
+                              "data.num_workers=0 augment.crop_size=32 augment.resize_size=32 "
+                              "augment.blur_kernel=3 model.backbone=resnet18"),
+               BENCHMARK_ARGS="budgets=[10,all] seeds=[0,1] protocols=[linear,knn] linear.cv_folds=2")
+    out = tmp_path / "demo"
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "demo.sh"), str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+    for mode in MODES:  # each export loads in timm as the README promises
+        export = out / "export" / mode
+        info = json.loads((export / "config.json").read_text())
+        assert info["mode"] == mode
+        model = timm.create_model(info["architecture"], pretrained=True, num_classes=0,
+                                  pretrained_cfg_overlay=dict(file=str(export / "model.safetensors")))
+        feats = model.eval()(torch.zeros(1, 3, 32, 32))
+        assert feats.shape == (1, info["num_features"])
+    assert (out / "export" / "hybrid" / "head.safetensors").exists()
+    assert not (out / "export" / "byol" / "head.safetensors").exists()
+
+    results = json.loads((out / "benchmark" / "results.json").read_text())
+    methods = {c["backbone"] for c in results["cells"]}
+    assert methods == set(MODES)
+    table = (out / "benchmark" / "results.md").read_text()
+    assert all(m in table for m in MODES)
+    assert (out / "benchmark" / "label_curve.png").stat().st_size > 0
+    assert "results.md" in proc.stdout or "|" in proc.stdout  # the table is printed
