@@ -30,12 +30,16 @@ FAULTS = {
 
 def run_fault(fault, ctx: Ctx) -> list[Row]:
     """One fault function; a crash of the harness becomes a failed row naming the error."""
+    t0 = time.monotonic()
     try:
-        return fault(ctx)
+        rows = fault(ctx)
     except Exception as e:  # the suite reports every fault, whatever breaks
         where = traceback.extract_tb(e.__traceback__)[-1]
-        return [Row(fault.__name__, 1, 0, 0, f"harness could not run it: {type(e).__name__}: {str(e)[:400]}"
+        rows = [Row(fault.__name__, 1, 0, 0, f"harness could not run it: {type(e).__name__}: {str(e)[:400]}"
                     f" (at {Path(where.filename).name}:{where.lineno})")]
+    for r in rows:
+        r.seconds = (time.monotonic() - t0) / len(rows)
+    return rows
 
 
 def run_suite(work, quick: bool = True, classes=None, seed: int = 0) -> tuple[list[Row], float]:

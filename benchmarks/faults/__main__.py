@@ -13,9 +13,9 @@ from benchmarks.faults import FAULTS, run_suite
 
 
 def markdown(rows, seconds: float, quick: bool, argv: list[str]) -> str:
-    head = "| fault | tries | survived | data lost | detail |\n|---|---:|---:|---:|---|\n"
-    body = "".join(f"| {r.fault} | {r.tries} | {r.survived} | {r.data_lost} | {r.detail.replace('|', '/')} |\n"
-                   for r in rows)
+    head = "| fault | tries | survived | data lost | s | detail |\n|---|---:|---:|---:|---:|---|\n"
+    body = "".join(f"| {r.fault} | {r.tries} | {r.survived} | {r.data_lost} | {r.seconds:.0f} |"
+                   f" {r.detail.replace('|', '/')} |\n" for r in rows)
     n_ok = sum(r.ok for r in rows)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     return (f"# Fault-injection results ({'quick' if quick else 'full'} run)\n\n"
@@ -39,9 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hybridssl-faults-") as tmp:
         rows, seconds = run_suite(args.work or tmp, args.quick, args.only, args.seed)
     width = max(len(r.fault) for r in rows)
-    print(f"\n{'fault':<{width}}  tries  survived  data lost")
+    print(f"\n{'fault':<{width}}  tries  survived  data lost      s")
     for r in rows:
-        print(f"{r.fault:<{width}}  {r.tries:>5}  {r.survived:>8}  {r.data_lost:>9}{'' if r.ok else '   FAILED'}")
+        print(f"{r.fault:<{width}}  {r.tries:>5}  {r.survived:>8}  {r.data_lost:>9}  {r.seconds:>5.0f}"
+              f"{'' if r.ok else '   FAILED'}")
+    print(f"{sum(r.ok for r in rows)} of {len(rows)} survived with no data lost, in {seconds / 60:.1f} min")
     for r in rows:
         if not r.ok:
             print(f"\nFAILED {r.fault}: {r.detail}")

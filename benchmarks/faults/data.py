@@ -51,7 +51,7 @@ def _kill_after(ctx: Ctx, p, out, n_shards: int, target: int) -> tuple[int, bool
 
 def prepare_sigkill(ctx: Ctx) -> list[Row]:
     """Kill `prepare` (and its workers) at random points; re-run; verify; count ids."""
-    tries, shard_size = (2, 10) if ctx.quick else (5, 10)
+    tries, shard_size = (1, 10) if ctx.quick else (5, 10)
     catalog = labelled_catalog(ctx)
     expected = set(pd.read_parquet(catalog, columns=["id_str"])["id_str"])
     n_shards = -(-len(expected) // shard_size)

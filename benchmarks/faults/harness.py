@@ -28,7 +28,7 @@ SCHEMA = "gz_evo_v0.1"
 # Commands safe to call twice in one process. `pretrain` always gets its own process: Lightning
 # keeps global state, and `hybridssl.train.run` (the submodule) replaces the package's `run`
 # function once imported, so a second in-process `pretrain` call fails.
-INPROCESS = ("prepare", "verify", "export")
+INPROCESS = ("prepare", "verify", "export", "benchmark")
 CAMPAIGN = "dr5"
 
 
@@ -40,6 +40,7 @@ class Row:
     survived: int
     data_lost: int
     detail: str
+    seconds: float = 0.0  # wall time, shared equally by the rows one fault function returns
 
     @property
     def ok(self) -> bool:

@@ -50,7 +50,7 @@ def pickle_checkpoint(ctx: Ctx) -> list[Row]:
     target = newest_checkpoint(run)
     crafted_checkpoint(target, marker)
     os.utime(target)  # the newest file, as if the latest save had been replaced
-    p = ctx.cli("pretrain", *pretrain_args(ctx, run, max_steps=8), timeout=300)
+    p = ctx.cli("pretrain", *pretrain_args(ctx, run), timeout=300)
     ran = marker.exists()
     ok = not ran and not p.traceback and (p.rc not in (0, None) or target.name in p.out + p.err)
     rows.append(Row("security: pickle checkpoint -> `pretrain resume=auto`", 1, int(ok), 0,

@@ -18,14 +18,18 @@ from benchmarks.faults.harness import (Ctx, Row, child_env, descendants, kill_gr
                                        torchrun_cmd)
 from hybridssl.config import config_dir
 
-MAX_STEPS = 12
 CKPT_GLOB = "*.ckpt"  # hybridssl.train writes OUT_DIR/checkpoints/stepNNNNNNNN.ckpt
 
 
-def pretrain_args(ctx: Ctx, run: Path, max_steps: int = MAX_STEPS, labelled=None, *extra) -> list:
+def run_steps(ctx: Ctx) -> int:
+    """Optimizer steps of the suite's runs: few, as process start-up dominates on CPU."""
+    return 8 if ctx.quick else 16
+
+
+def pretrain_args(ctx: Ctx, run: Path, max_steps: int | None = None, labelled=None, *extra) -> list:
     """The tiny CPU pretraining used by every training fault: demo config, timm's 0.4M-parameter
     test_resnet (3 MB checkpoints), 32 px, batch 8."""
-    labelled = labelled or labelled_shards(ctx)
+    labelled, max_steps = labelled or labelled_shards(ctx), max_steps or run_steps(ctx)
     return ["--config", config_dir() / "pretrain" / "demo.yaml", f"out_dir={run}", "resume=auto",
             f"data.labelled=[{labelled}]", "data.unlabelled=[]", "data.batch_size=8", "data.num_workers=1",
             "data.shuffle_buffer=50", f"trainer.max_steps={max_steps}", "trainer.checkpoint_every_n_steps=2",
@@ -62,12 +66,28 @@ def final_step(run: Path) -> int | None:
     return max(steps.values()) if steps else None
 
 
-def trained_run(ctx: Ctx, copy_to: Path | None = None, max_steps: int = MAX_STEPS) -> Path:
+def weight_gap(run_a: Path, run_b: Path) -> float:
+    """Largest absolute difference between the two runs' final weights (0.0: identical)."""
+    def last(run):
+        path = max(checkpoints(run), key=lambda p: (len(p.name), p.name))
+        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    a, b = last(run_a), last(run_b)
+    return max((float((a[k].double() - b[k].double()).abs().max()) for k in a
+                if k in b and a[k].is_floating_point() and a[k].numel()), default=float("nan"))
+
+
+def baseline_seconds(ctx: Ctx) -> tuple[float, float]:
+    """The uninterrupted run's seconds to its first checkpoint and to its end."""
+    trained_run(ctx)
+    return ctx.cached("baseline-run", None)[1]
+
+
+def trained_run(ctx: Ctx, copy_to: Path | None = None) -> Path:
     """A completed run (made once, timed); a copy at ``copy_to`` when given."""
     def make():
         run = ctx.work / "runs" / "baseline"
         log = ctx.path("logs", "pretrain-baseline.log")
-        p = ctx.spawn("pretrain", *pretrain_args(ctx, run, max_steps), log=log)
+        p = ctx.spawn("pretrain", *pretrain_args(ctx, run), log=log)
         t0, first = time.monotonic(), None
         while p.poll() is None:
             if first is None and checkpoints(run):
@@ -98,13 +118,13 @@ def _named_step(p: Path) -> int:
 
 
 def _kill_at_step(ctx: Ctx, p, run: Path, target: int, step_s: float, limit: float) -> bool:
-    """SIGKILL the run's process group a random fraction of two steps after checkpoint ``target``
+    """SIGKILL the run's process group a random fraction of a step after checkpoint ``target``
     appears (so kills land mid-step and mid-save alike); False if it had already finished."""
     t0 = time.monotonic()
     while p.poll() is None and max(map(_named_step, checkpoints(run)), default=-1) < target \
             and time.monotonic() - t0 < limit:
         time.sleep(0.01)
-    time.sleep(float(ctx.rng.uniform(0, 2 * step_s)))
+    time.sleep(float(ctx.rng.uniform(0, step_s)))
     finished = p.poll() is not None
     kill_group(p)
     return not finished
@@ -113,26 +133,28 @@ def _kill_at_step(ctx: Ctx, p, run: Path, target: int, step_s: float, limit: flo
 def pretrain_sigkill(ctx: Ctx) -> list[Row]:
     tries = 1 if ctx.quick else 5
     base = trained_run(ctx)
-    first, total = ctx._cache["baseline-run"][1]
+    first, total = baseline_seconds(ctx)
     expected = final_step(base)
     step_s = (total - first) / max(expected - 2, 1)
     survived, lost, notes = 0, 0, []
     for t in range(tries):
         run = ctx.work / "runs" / f"kill{t}"
         p = ctx.spawn("pretrain", *pretrain_args(ctx, run), log=ctx.path("logs", f"pretrain-kill{t}.log"))
-        killed = _kill_at_step(ctx, p, run, int(ctx.rng.integers(2, expected - 1)), step_s, 4 * total)
+        killed = _kill_at_step(ctx, p, run, int(ctx.rng.integers(1, expected - 1)), step_s, 4 * total)
         steps, bad = load_steps(run)
         at = max(steps.values(), default=0)
         resume = ctx.cli("pretrain", *pretrain_args(ctx, run), timeout=600)
         end = final_step(run)
         _, bad_after = load_steps(run)
+        gap = weight_gap(run, base) if end == expected else float("nan")
         ok = resume.rc == 0 and not bad and not bad_after and end == expected and not resume.traceback
         survived += ok
         lost += len(bad) + len(bad_after) + abs((end or 0) - expected)
         notes.append(f"try {t}: killed {f'after step {at} was saved' if killed else 'after the run ended'},"
                      f" {len(steps)} checkpoint(s) all load with weights_only=True"
                      f"{'' if not bad else ' EXCEPT ' + str(bad)}; resume rc={resume.rc}, final step {end}"
-                     f" (uninterrupted: {expected})" + ("" if ok else f" [{resume.tail()}]"))
+                     f" (uninterrupted: {expected}), max |weight difference| to the uninterrupted run {gap:.1e}"
+                     + ("" if ok else f" [{resume.tail()}]"))
     return [Row("SIGKILL during pretraining, then resume=auto", tries, survived, lost, "; ".join(notes))]
 
 
@@ -174,7 +196,7 @@ def distributed_rank_kill(ctx: Ctx) -> list[Row]:
     must exit non-zero within 2 minutes; the same launch with resume=auto then finishes."""
     tries, limit = (1, 120.0) if ctx.quick else (2, 120.0)
     expected = final_step(trained_run(ctx))
-    total = ctx._cache["baseline-run"][1][1]
+    total = baseline_seconds(ctx)[1]
     survived, notes = 0, []
     for t in range(tries):
         run = ctx.work / "runs" / f"ddp{t}"
@@ -236,7 +258,7 @@ def disk_full_checkpoint(ctx: Ctx) -> list[Row]:
     with small_dir(mnt, used + ckpt // 2, ckpt // 2) as (popen, how):
         run = trained_run(ctx, copy_to=mnt / "run")
         before, _ = load_steps(run)
-        p = ctx.cli("pretrain", *pretrain_args(ctx, run, MAX_STEPS + 8), timeout=600, env=child_env(), **popen)
+        p = ctx.cli("pretrain", *pretrain_args(ctx, run, run_steps(ctx) + 4), timeout=600, env=child_env(), **popen)
         after, bad = load_steps(run)
     kept = all(after.get(k) == v for k, v in before.items())
     ok = p.rc not in (0, None) and says_disk_full(p) and not p.traceback and kept and not bad
