@@ -35,5 +35,4 @@ def run(args) -> int:
     if final is None:
         print("hybridssl pretrain: interrupted; continue with resume=auto", file=sys.stderr)
         return 130
-    print(f"final checkpoint: {final}")
     return 0

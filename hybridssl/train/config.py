@@ -92,9 +92,8 @@ class PretrainConfig:
                 raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self.trainer, key)}")
         if not 0.0 <= self.model.momentum_start <= 1.0:
             raise ConfigError(f"model.momentum_start must be in [0, 1], got {self.model.momentum_start}")
-        if self.optim.warmup_steps >= max(self.trainer.max_steps, 1) and self.mode != "scratch":
-            raise ConfigError(f"optim.warmup_steps ({self.optim.warmup_steps}) must be below "
-                              f"trainer.max_steps ({self.trainer.max_steps})")
+        if self.optim.warmup_steps < 0:  # a warm-up longer than a short run just never ends: allowed
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")
         if self.resume not in ("never", "auto") and not self.resume.endswith(".ckpt"):
             raise ConfigError(f"resume must be 'never', 'auto' or a .ckpt path, got {self.resume!r}")
         if uses_votes(self.mode) and not self.data.labelled:

@@ -27,7 +27,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.opti
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_steps: int):
     """Linear warm-up then cosine to ``final_lr_fraction`` of the peak, stepped per optimizer step."""
-    return CosineWarmupScheduler(optimizer, warmup_epochs=cfg.warmup_steps, max_epochs=max_steps,
+    # a short smoke run (max_steps below the warm-up) just warms up for its whole length
+    return CosineWarmupScheduler(optimizer, warmup_epochs=min(cfg.warmup_steps, max_steps), max_epochs=max_steps,
                                  start_value=1.0, end_value=cfg.final_lr_fraction)
 
 

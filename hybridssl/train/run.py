@@ -143,7 +143,10 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     if cfg.mode == "scratch":
         if resume_from is not None:
             return resume_from
-        return save_random_init(cfg, PretrainModule(cfg, schema), rank)
+        final = save_random_init(cfg, PretrainModule(cfg, schema), rank)
+        if rank == 0:
+            print(f"random init (mode=scratch) checkpoint: {final}", flush=True)
+        return final
 
     exact_resume = ExactResume()
     trainer = build_trainer(cfg, exact_resume)
@@ -159,4 +162,6 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
         trainer.save_checkpoint(final, weights_only=False)
     print(f"rank {trainer.global_rank}: finished at step {trainer.global_step}; "
           f"weights digest {weights_digest(module.model)}", flush=True)
+    if trainer.is_global_zero:
+        print(f"final checkpoint: {final}", flush=True)
     return final
