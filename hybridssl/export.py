@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from hybridssl.atomic import atomic_path, atomic_write_text
+from hybridssl.atomic import atomic_write_bytes, atomic_write_text
 
 MODEL_FILE, HEAD_FILE, CONFIG_FILE = "model.safetensors", "head.safetensors", "config.json"
 _BACKBONE, _HEAD = "model.backbone.", "model.head."
@@ -24,9 +24,8 @@ def _prefixed(state_dict: dict, prefix: str) -> dict:
 
 
 def _save_tensors(tensors: dict, path: Path, metadata: dict) -> None:
-    from safetensors.torch import save_file
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    from safetensors.torch import save
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def export_checkpoint(ckpt_or_run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
