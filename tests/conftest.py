@@ -6,4 +6,3 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-FIXTURES = TESTS / "fixtures"

@@ -4,7 +4,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from testpaths import FIXTURES
 from hybridssl.schema import Schema, SchemaError, available_schemas, load_schema
 
 REFERENCE_TSV = FIXTURES / "schema" / "gz_evo_v0.1_schema.tsv"

@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES
+from testpaths import FIXTURES
 from factories import fake_votes
 
 from data_prep.catalog import CatalogError, find_vote_columns, load_rows, read_catalog

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import FIXTURES
+from testpaths import FIXTURES
 from PIL import Image
 
 from data_prep.images import (ImageError, decode_image, encode_image, fits_to_rgb, load_image, prepare_image,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES
+from testpaths import FIXTURES
 from factories import fake_votes
 from PIL import Image
 
