@@ -71,10 +71,6 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, device: torc
     return {n: statistics.median(t) for n, t in times.items()}
 
 
-def autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 # ---------------------------------------------------------------- loss
 def realistic_counts(schema: Schema, batch: int, seed: int = 0) -> torch.Tensor:
     """Votes like GZ-Evo's: each galaxy in one campaign, children asked of their parent's voters."""
@@ -214,7 +210,7 @@ class LightlyBYOL(pl.LightningModule):
 
 
 class _Repeat:
-    """The same batch ``n`` times: the step is measured without any data loading."""
+    """The same in-memory batch ``n`` times (re-iterable: Lightning may iterate it again)."""
 
     def __init__(self, batch: dict, n: int):
         self.batch, self.n = batch, n
@@ -493,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module=r"(pytorch_)?lightning.*")
     t0, load0 = time.perf_counter(), os.getloadavg()
     record = run_suite(a)
-    record.update(elapsed_s=time.perf_counter() - t0, loadavg_start=load0, command=" ".join(sys.argv),
+    command = " ".join(["python -m benchmarks.throughput", *(sys.argv[1:] if argv is None else argv)])
+    record.update(elapsed_s=time.perf_counter() - t0, loadavg_start=load0, command=command,
                   created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     out = a.out or RESULTS / f"throughput-{record['device']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
