@@ -37,8 +37,10 @@ def run_fault(fault, ctx: Ctx) -> list[Row]:
         where = traceback.extract_tb(e.__traceback__)[-1]
         rows = [Row(fault.__name__, 1, 0, 0, f"harness could not run it: {type(e).__name__}: {str(e)[:400]}"
                     f" (at {Path(where.filename).name}:{where.lineno})")]
-    for r in rows:
-        r.seconds = (time.monotonic() - t0) / len(rows)
+    timed = [r for r in rows if not r.seconds]  # rows that did not time their own command
+    rest = time.monotonic() - t0 - sum(r.seconds for r in rows)
+    for r in timed:
+        r.seconds = max(rest, 0.0) / len(timed)
     return rows
 
 
@@ -49,4 +51,6 @@ def run_suite(work, quick: bool = True, classes=None, seed: int = 0) -> tuple[li
     t0, rows = time.monotonic(), []
     for fault in tqdm(todo, desc="faults", unit="fault"):
         rows += run_fault(fault, ctx)
+    for r in rows:  # the scratch directory is this run's, not the reader's
+        r.detail = r.detail.replace(str(ctx.work), "$WORK")
     return rows, time.monotonic() - t0

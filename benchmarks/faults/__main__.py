@@ -12,19 +12,31 @@ import tempfile
 from benchmarks.faults import FAULTS, run_suite
 
 
+def _shown(argv: list[str]) -> str:
+    """The command as others would type it: without the machine-specific scratch directory."""
+    out, skip = [], False
+    for a in argv:
+        if skip or a.startswith("--work"):
+            skip = a == "--work"
+            continue
+        out.append(a)
+    return " ".join(out)
+
+
 def markdown(rows, seconds: float, quick: bool, argv: list[str]) -> str:
     head = "| fault | tries | survived | data lost | s | detail |\n|---|---:|---:|---:|---:|---|\n"
     body = "".join(f"| {r.fault} | {r.tries} | {r.survived} | {r.data_lost} | {r.seconds:.0f} |"
-                   f" {r.detail.replace('|', '/')} |\n" for r in rows)
+                   f" {r.detail.replace('|', '/').replace('; try ', '<br>try ')} |\n" for r in rows)
     n_ok = sum(r.ok for r in rows)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     return (f"# Fault-injection results ({'quick' if quick else 'full'} run)\n\n"
-            f"Made by `python -m benchmarks.faults {' '.join(argv)}` on "
+            f"Made by `python -m benchmarks.faults {_shown(argv)}` on "
             f"{datetime.date.today().isoformat()}, commit {commit or '?'}, {platform.machine()} with "
             f"{os.cpu_count()} CPU core(s), Python {platform.python_version()}; {seconds / 60:.1f} min.\n\n"
             f"**{n_ok} of {len(rows)} faults survived with no data lost.** A row survives when every try "
             "ended as the guarantee says (see README, Reliability); `data lost` counts samples, steps "
-            "or files lost, corrupted or written outside their directory.\n\n" + head + body)
+            "or files lost, corrupted or written outside their directory; `s` is wall seconds. `$WORK` is the "
+            "run's scratch directory.\n\n" + head + body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ def _case(ctx: Ctx, name: str, args: list, must_name: list[str]) -> Row:
     ok = p.rc not in (0, None) and not p.traceback and not missing
     return Row(f"bad config: {name}", 1, int(ok), 0,
                f"rc={p.rc}: {p.message()}" + (f" [does not name {missing}]" if missing else "")
-               + (" [Python traceback]" if p.traceback else ""))
+               + (" [Python traceback]" if p.traceback else ""), seconds=p.seconds)
 
 
 def bad_configs(ctx: Ctx) -> list[Row]:

@@ -37,7 +37,7 @@ def labelled_shards(ctx: Ctx):
 
 
 # -- SIGKILL during prepare ---------------------------------------------------------------------
-def _kill_after(ctx: Ctx, p, out, n_shards: int, target: int) -> tuple[int, bool]:
+def _kill_after(ctx: Ctx, p, out, target: int) -> tuple[int, bool]:
     """SIGKILL ``p`` once ``target`` shard files exist (plus a random few ms); shards seen."""
     def done():
         return len(list(out.glob("shard-*.tar"))) if out.exists() else 0
@@ -60,7 +60,7 @@ def prepare_sigkill(ctx: Ctx) -> list[Row]:
         out = ctx.work / "prepare-kill" / f"try{t}"
         target = int(ctx.rng.integers(0, n_shards))
         p = ctx.spawn(*prepare_args(catalog, out, shard_size), log=ctx.path("logs", f"prepare-kill{t}.log"))
-        seen, finished = _kill_after(ctx, p, out, n_shards, target)
+        seen, finished = _kill_after(ctx, p, out, target)
         before = {x.name: (x.stat().st_mtime_ns, sha256_file(x)) for x in out.glob("shard-*.tar")} if out.exists() else {}
         rerun = ctx.cli(*prepare_args(catalog, out, shard_size), timeout=300)
         verify = ctx.cli("verify", out, timeout=120)
@@ -200,8 +200,9 @@ def bad_catalogs(ctx: Ctx) -> list[Row]:
             ok, how = p.rc == 0 and len(ids) == len(set(ids)) == written, f"exit {p.rc}, {len(ids)}/{written} rows written"
         ok = ok and not named and not p.traceback
         rows.append(Row(f"bad catalog: {name}", 1, int(ok), 0 if written is None else abs(written - len(set(ids))),
-                        f"{how} in {p.seconds:.0f} s: {_first_reason(out) or p.message()}"
-                        + (f" [does not name {named}]" if named else "") + (" [Python traceback]" if p.traceback else "")))
+                        f"{how}: {_first_reason(out) or p.message()}"
+                        + (f" [does not name {named}]" if named else "") + (" [Python traceback]" if p.traceback else ""),
+                        seconds=p.seconds))
     return rows
 
 
@@ -225,5 +226,5 @@ def disk_full_shards(ctx: Ctx) -> list[Row]:
         broken = [t.name for t in tars if not complete_tar(t)]
     ok = p.rc not in (0, None) and not p.traceback and not broken and says_disk_full(p)
     return [Row(f"disk full ({how}): shard write", 1, int(ok), len(broken),
-                f"rc={p.rc}; {len(tars)} shard file(s) left, partial: {broken or 'none'}; {p.tail(200)}"
+                f"rc={p.rc}; {len(tars)} complete shard file(s) kept, partial: {broken or 'none'}; {p.message()}"
                 + (" [Python traceback]" if p.traceback else ""))]

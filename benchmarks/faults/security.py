@@ -26,7 +26,7 @@ def crafted_checkpoint(path, marker) -> None:
                 "hyper_parameters": _Payload(marker)}, path)
 
 
-def _refused(p, marker, name) -> tuple[bool, str]:
+def _refused(p, marker) -> tuple[bool, str]:
     ran = marker.exists()
     ok = not ran and not p.traceback and p.rc not in (0, None)
     return ok, (f"{'CODE RAN' if ran else 'no code ran'}; rc={p.rc}: {p.message()}"
@@ -41,7 +41,7 @@ def pickle_checkpoint(ctx: Ctx) -> list[Row]:
     evil = root / "evil.ckpt"
     crafted_checkpoint(evil, marker)
     p = ctx.cli("export", evil, "--out", root / "export", timeout=180)
-    ok, detail = _refused(p, marker, evil.name)
+    ok, detail = _refused(p, marker)
     ok = ok and not (root / "export" / "model.safetensors").exists()
     rows.append(Row("security: pickle checkpoint -> `hybridssl export`", 1, int(ok), 0, detail))
 
@@ -65,7 +65,7 @@ def shell_urls(ctx: Ctx) -> list[Row]:
     marker = root / "pipe-ran"
     url = f"pipe:touch {marker} && cat /dev/null"
     p = ctx.cli("pretrain", *pretrain_args(ctx, root / "pipe-run", max_steps=2, labelled=url), timeout=300)
-    ok, detail = _refused(p, marker, "pipe:")
+    ok, detail = _refused(p, marker)
     ok = ok and "pipe" in p.err
     return [Row("security: `pipe:` shard URL refused", 1, int(ok), 0, detail)]
 
