@@ -13,13 +13,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.faults import configs, data, security, training
+from benchmarks.faults import configs, corrupt, data, security, training
 from benchmarks.faults.harness import Ctx, Row
 
 FAULTS = {
     "pretrain_kill": [training.pretrain_sigkill],
     "prepare_kill": [data.prepare_sigkill],
-    "corrupt_inputs": [data.corrupt_images, data.corrupt_shards, training.corrupt_training],
+    "corrupt_inputs": [data.corrupt_images, data.corrupt_shards, corrupt.corrupt_training],
     "bad_catalogs": [data.bad_catalogs],
     "bad_configs": [configs.bad_configs],
     "distributed": [training.distributed_rank_kill],
