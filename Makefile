@@ -29,5 +29,13 @@ test: install
 demo: install
 	$(RUN) bash benchmarks/demo.sh $(DEMO)
 
+# scripted faults against the real CLI; the table goes to docs/faults.md (make test runs a quick form)
+faults: install
+	$(RUN) $(PY) -m benchmarks.faults --out docs/faults.md
+
+# speed of every stage against its baseline (benchmarks/results/throughput-<device>.json)
+throughput: install
+	$(RUN) $(PY) -m benchmarks.throughput
+
 clean:
 	rm -rf $(DEMO) runs .pytest_cache

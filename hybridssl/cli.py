@@ -16,7 +16,7 @@ COMMANDS = {
     "prepare": ("data_prep.prepare", "write a catalog's images and votes into WebDataset shards"),
     "verify": ("data_prep.verify", "check shards against their manifest; name every bad shard"),
     "augment-preview": ("hybridssl.augment", "save a grid of originals and their two augmented views"),
-    "pretrain": ("hybridssl.train", "pretrain a backbone (hybrid | byol | supervised | scratch)"),
+    "pretrain": ("hybridssl.train.cli", "pretrain a backbone (hybrid | byol | supervised | scratch)"),
     "export": ("hybridssl.export", "export a checkpoint's backbone in timm format (+ Dirichlet head)"),
     "benchmark": ("benchmarks.transfer", "low-label transfer benchmark of exported backbones"),
 }

@@ -19,14 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from hybridssl.train.checkpoint import CheckpointError
     from hybridssl.train.config import PretrainConfig
-    from hybridssl.train.run import pretrain
 
+    # the config is checked before Lightning is imported, so a typo fails in a second, not 15
     cfg = load_config(PretrainConfig, resolve_config_path(args.config, "pretrain"), args.overrides)
     if args.print_config:
         print(to_yaml(cfg))
         return 0
+    from hybridssl.train.checkpoint import CheckpointError
+    from hybridssl.train.run import pretrain
+
     try:
         final = pretrain(cfg)
     except (CheckpointError, ShardError, DiskWriteError) as e:
