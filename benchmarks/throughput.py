@@ -406,8 +406,6 @@ def run_suite(a: argparse.Namespace) -> dict:
     device = torch.device(a.device)
     cfg = pretrain_config(a.config, a.arch, a.image_size, a.batch, a.precision)
     reps = 5 if a.quick else 20
-    if a.quick and a.batch is None:
-        cfg.data.batch_size = 16  # a quarter of the demo batch keeps --quick near 2 minutes on 2 cores
     res: dict = {}
     parts = tqdm(a.only, desc="throughput suite", disable=None)
     for part in parts:
@@ -476,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=("bf16", "32"), help="training precision (default: the config's)")
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="CPU workers of the loader and "
                    "torchvision baselines (default: CPU count)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, i.e. OMP_NUM_THREADS "
+                   "or all cores; use 1 on a machine shared with other jobs)")
     p.add_argument("--only", type=lambda s: s.split(","), help=f"comma list of parts from {PARTS} "
                    "(default: all; speedups only in full runs)")
     p.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/throughput-<device>.json)")
@@ -487,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)  # per-fit banners would bury the table
     warnings.filterwarnings("ignore", module=r"(pytorch_)?lightning.*")
+    if a.threads:
+        torch.set_num_threads(a.threads)
     t0, load0 = time.perf_counter(), os.getloadavg()
     record = run_suite(a)
     command = " ".join(["python -m benchmarks.throughput", *(sys.argv[1:] if argv is None else argv)])

@@ -90,13 +90,13 @@ def test_bench_loader_uses_the_loader_benchmark(cfg):
 
 def test_cli_writes_json_and_table(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert tp.main(["--quick", "--only", "loss,step", "--arch", "test_resnet", "--image-size", "16",
+    assert tp.main(["--quick", "--only", "loss,step", "--arch", "test_resnet", "--image-size", "16", "--threads", "1",
                     "--batch", "4", "--precision", "32", "--out", str(out)]) == 0
     rec = json.loads(out.read_text())
     assert set(rec["ratios"]) == {"loss_ratio", "step_ratio", "mfu"}
     assert rec["goals"]["loss_ratio"]["goal"] == 10.0 and "met" in rec["goals"]["step_ratio"]
     assert rec["device"] == f"cpu-{__import__('os').cpu_count()}core" and len(rec["machine"]["loadavg"]) == 3
-    assert rec["results"]["peak_matmul_flop_per_s"] > 0
+    assert rec["results"]["peak_matmul_flop_per_s"] > 0 and rec["machine"]["torch_threads"] == 1
     printed = capsys.readouterr().out
     assert "step_ratio" in printed and "loss_ratio" in printed and str(out) in printed
 
