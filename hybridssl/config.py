@@ -57,17 +57,23 @@ def _expand(node, here: Path, seen: tuple):
     return OmegaConf.to_container(OmegaConf.merge(_load_yaml(here / base, seen), node))
 
 
+def read_yaml_mapping(path: Path, error: type = None, what: str = "config") -> dict:
+    """A YAML file's top-level mapping; any failure raises ``error`` naming the file."""
+    error = error or ConfigError
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # yaml and OS errors come in many types
+        raise error(f"cannot read {what} {path}: {e}") from e
+    if not isinstance(raw, dict):
+        raise error(f"{what} {path} is not a mapping")
+    return raw
+
+
 def _load_yaml(path: Path, seen: tuple = ()) -> dict:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"config 'base:' cycle through {path}")
-    try:
-        raw = OmegaConf.to_container(OmegaConf.load(path))
-    except Exception as e:  # yaml and OS errors come in many types
-        raise ConfigError(f"cannot read config {path}: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {path} is not a mapping")
-    return _expand(raw, path.parent, seen + (path,))
+    return _expand(read_yaml_mapping(path), path.parent, seen + (path,))
 
 
 def _valid_keys(cls: type, dotted: str) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from omegaconf import OmegaConf
 
-from hybridssl.config import config_dir
+from hybridssl.config import config_dir, read_yaml_mapping
 
 
 class SchemaError(ValueError):
@@ -168,13 +168,7 @@ def available_schemas() -> list[str]:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        raw = OmegaConf.to_container(OmegaConf.load(path))
-    except Exception as e:  # yaml and OS errors come in many types
-        raise SchemaError(f"cannot read schema file {path}: {e}") from e
-    if not isinstance(raw, dict):
-        raise SchemaError(f"schema file {path} is not a mapping")
-    return raw
+    return read_yaml_mapping(path, SchemaError, "schema file")
 
 
 def load_schema(name_or_path: str | os.PathLike | Schema = "gz_evo_v0.1") -> Schema:
