@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from hybridssl.config import config_dir, read_yaml_mapping
 
