@@ -26,7 +26,7 @@ def test_demo_pipeline_tiny(tmp_path):
                DEMO_WORKERS="1",
                PRETRAIN_ARGS=("trainer.max_steps=3 trainer.checkpoint_every_n_steps=2 optim.warmup_steps=1 data.batch_size=8 "
                               "data.num_workers=0 augment.crop_size=32 augment.resize_size=32 "
-                              "augment.blur_kernel=3 model.backbone=resnet18"),
+                              "augment.blur_kernel=3"),
                BENCHMARK_ARGS="budgets=[10,all] seeds=[0,1] protocols=[linear,knn] linear.cv_folds=2")
     out = tmp_path / "demo"
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "demo.sh"), str(out)], cwd=REPO, env=env,
