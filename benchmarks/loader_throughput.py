@@ -1,8 +1,10 @@
 """Shard loader vs a per-file JPEG loader over the same images, same workers, in one run.
 
 Writes N synthetic galaxy-like JPEGs once as files and once (the same bytes) as a shard set,
-then times one pass of each loader (persistent workers, after a warm-up pass, so both read from the page cache)
-and the two uint8 decoders (torchvision.io vs PIL) on the same bytes in one process.
+then times passes of the two loaders alternately (persistent workers, after a warm-up pass each, so
+both read from the page cache) and reports the medians and the median of the per-round ratios, so a
+busy machine slows both sides alike. Also times the two uint8 decoders (torchvision.io vs PIL) on the
+same bytes in one process.
 
     python benchmarks/loader_throughput.py --quick      # 2 CPU cores, well under a minute
     python benchmarks/loader_throughput.py --n 5000 --image-size 224 --workers 8
@@ -15,6 +17,7 @@ import argparse
 import datetime
 import io
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -80,14 +83,27 @@ class JpegFiles(torch.utils.data.Dataset):
 
 
 def _samples_per_s(loader, n_expected: int) -> float:
-    for _ in loader:  # warm-up: page cache, worker start-up paths
-        pass
     t0, n = time.perf_counter(), 0
     for b in loader:
+        assert b["image"].dtype == torch.uint8 if isinstance(b, dict) else b.dtype == torch.uint8
         n += len(b["image"] if isinstance(b, dict) else b)
     dt = time.perf_counter() - t0
     assert n == n_expected, f"loader yielded {n} samples, expected {n_expected}"
     return n / dt
+
+
+def interleaved(loaders: dict, n_expected: int, repeats: int) -> dict:
+    """Median samples/s of each loader over ``repeats`` alternating passes, and the median ratio
+    of the first to the second within a round."""
+    for loader in loaders.values():  # warm-up: page cache, worker start-up paths
+        _samples_per_s(loader, n_expected)
+    rates = {name: [] for name in loaders}
+    for _ in tqdm(range(repeats), desc="timing passes", leave=False):
+        for name, loader in loaders.items():
+            rates[name].append(_samples_per_s(loader, n_expected))
+    first, second = rates.values()
+    return {**{name: statistics.median(r) for name, r in rates.items()},
+            "ratio": statistics.median(a / b for a, b in zip(first, second))}
 
 
 def time_decoders(files: list[Path], repeats: int = 1) -> dict:
@@ -107,7 +123,7 @@ def time_decoders(files: list[Path], repeats: int = 1) -> dict:
 
 
 def measure(n: int = 5000, image_size: int = 224, batch_size: int = 64, workers: int = 2,
-            decode: str = "torchvision") -> dict:
+            decode: str = "torchvision", repeats: int = 5) -> dict:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         files, shard_dir = write_both(Path(tmp), n, image_size)
@@ -120,15 +136,15 @@ def measure(n: int = 5000, image_size: int = 224, batch_size: int = 64, workers:
             f"num_workers={workers}", f"epoch_length={n_batches}", f"persistent_workers={workers > 0}",
             f"shuffle_buffer={buffer}",
             f"decode={decode}", "pin_memory=false"])
-        shard_rate = _samples_per_s(build_train_loader(cfg, "gz_evo_v0.1"), n_batches * batch_size)
         files_loader = torch.utils.data.DataLoader(JpegFiles(files, decode), batch_size=batch_size,
                                                    shuffle=True, num_workers=workers, drop_last=True,
                                                    persistent_workers=workers > 0,
                                                    prefetch_factor=cfg.prefetch_factor if workers else None)
-        file_rate = _samples_per_s(files_loader, n_batches * batch_size)
+        r = interleaved({"shard": build_train_loader(cfg, "gz_evo_v0.1"), "file": files_loader},
+                        n_batches * batch_size, repeats)
     return {"n": n, "image_size": image_size, "batch_size": batch_size, "workers": workers, "decode": decode,
-            "shuffle_buffer": buffer, "shard_samples_per_s": shard_rate, "file_samples_per_s": file_rate,
-            "loader_ratio": shard_rate / file_rate,
+            "shuffle_buffer": buffer, "repeats": repeats, "shard_samples_per_s": r["shard"],
+            "file_samples_per_s": r["file"], "loader_ratio": r["ratio"],
             **{f"decode_{k}" if k.endswith("_s") else f"decode_{k}_per_s": v for k, v in decoders.items()}}
 
 
@@ -140,15 +156,16 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for both loaders (default 2)")
     p.add_argument("--decode", choices=("torchvision", "pil"), default="torchvision", help="decoder for both")
+    p.add_argument("--repeats", type=int, default=5, help="alternating timed passes of each loader (default 5)")
     p.add_argument("--json", help="also write the numbers to this JSON file")
     a = p.parse_args(argv)
     if a.quick:
         a.n, a.image_size = 1024, 64
-    r = measure(a.n, a.image_size, a.batch_size, a.workers, a.decode)
+    r = measure(a.n, a.image_size, a.batch_size, a.workers, a.decode, a.repeats)
     print(f"{r['n']} images {r['image_size']} px, batch {r['batch_size']}, {r['workers']} workers, {a.decode} decode")
     print(f"  shard loader      {r['shard_samples_per_s']:10.0f} samples/s")
     print(f"  per-file JPEG     {r['file_samples_per_s']:10.0f} samples/s")
-    print(f"  loader_ratio      {r['loader_ratio']:10.2f}")
+    print(f"  loader_ratio      {r['loader_ratio']:10.2f}   (median of {r['repeats']} interleaved rounds)")
     for d in ("torchvision", "pil"):
         print(f"  decode {d:<11}{r[f'decode_{d}_per_s']:10.0f} images/s (first call {r[f'decode_{d}_first_call_s']:.2f} s)")
     if a.json:

@@ -1,15 +1,14 @@
 """Read-once evaluation reader: a map-style Dataset over a shard set.
 
 The index (for each sample: its shard and the offset and size of each member) is built once
-with ``tarfile`` from the tar headers; ``__getitem__`` then seeks and reads only that sample's
-bytes. A plain DataLoader with a sequential sampler therefore reads every sample exactly once
+from the tar headers (``hybridssl.data.tars.tar_index``); ``__getitem__`` then seeks and reads
+only that sample's bytes. A plain DataLoader with a sequential sampler therefore reads every sample exactly once
 per pass, in manifest order, with any number of workers and no resampling.
 """
 from __future__ import annotations
 
 import functools
 import os
-import tarfile
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +16,8 @@ import torch
 
 from hybridssl.schema import Schema, load_schema
 from hybridssl.shards import MANIFEST, ShardError, read_manifest, shard_paths
-from hybridssl.data.stream import DECODERS, parse_sample
+from hybridssl.data.samples import DECODERS, parse_sample
+from hybridssl.data.tars import tar_index
 
 
 class IndexedShards(torch.utils.data.Dataset):
@@ -71,20 +71,11 @@ class IndexedShards(torch.utils.data.Dataset):
 
 
 def _index_tar(shard: int, path: Path) -> list:
-    """[(shard, key, {suffix: (data offset, size)})] in tar order; a key's members are contiguous."""
-    entries: list = []
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, suffix = member.name.rpartition("/")[2].partition(".")
-                if not entries or entries[-1][1] != key:
-                    entries.append((shard, key, {}))
-                entries[-1][2][suffix] = (member.offset_data, member.size)
-    except tarfile.TarError as e:
-        raise ShardError(f"{path}: unreadable tar ({e})") from e
-    return entries
+    """[(shard, key, {suffix: (data offset, size)})] in tar order; any unreadable part is an error."""
+    entries, error = tar_index(str(path))
+    if error is not None:
+        raise error
+    return [(shard, key, members) for key, members in entries]
 
 
 def collate_samples(samples: list[dict], n_answers: Optional[int] = None) -> dict:

@@ -1,8 +1,10 @@
 """The training stream: labelled and unlabelled shard sets mixed at a fixed fraction per batch.
 
-Each DataLoader worker reads two WebDataset pipelines (labelled, unlabelled), batches each to
-its quota (``round(batch_size * labelled_fraction)`` labelled rows) and concatenates them, so
-the fraction holds in every batch. Images stay uint8 (augmentation runs on the training device).
+Each DataLoader worker reads two WebDataset pipelines (labelled, unlabelled), takes each one's
+quota of rows (``round(batch_size * labelled_fraction)`` labelled) and stacks them into one
+batch, so the fraction holds in every batch. Images stay uint8 (augmentation runs on the
+training device). Local shards are read by member offsets (``hybridssl.data.tars``), which
+avoids ``tarfile``'s per-header parsing; ``pipe:``/``http:`` shards go through webdataset's reader.
 
 Distribution. ``rank``/``world_size`` come from the arguments, else ``torch.distributed`` when
 initialised, else the ``RANK``/``WORLD_SIZE`` environment, else 0/1.
@@ -35,12 +37,10 @@ by that worker since its previous batch; the first few are logged.
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 import os
-import random
 import re
 from dataclasses import dataclass
 from itertools import count, islice
@@ -50,13 +50,15 @@ import numpy as np
 import torch
 import webdataset as wds
 from omegaconf import MISSING
+from torch.utils.data import default_collate
 
 from hybridssl.config import ConfigError
 from hybridssl.schema import Schema, load_schema
-from hybridssl.shards import MANIFEST, ShardError, decode_key, decode_votes
+from hybridssl.data.samples import DECODERS, parse_sample, warm_decoder
+from hybridssl.data.tars import tar_samples
+from hybridssl.shards import MANIFEST, ShardError
 
 log = logging.getLogger(__name__)
-DECODERS = ("torchvision", "pil")
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _MAX_CONSECUTIVE_BAD = 1000  # a stream this broken is a wrong dataset, not a few bad samples
 
@@ -102,49 +104,6 @@ class DataConfig:
             raise ConfigError(f"data.epoch_length must be >= 1 or null, got {self.epoch_length}")
         if self.deterministic and self.seed is None:
             raise ConfigError("data.deterministic needs data.seed (an integer)")
-
-
-# -- reading one sample -----------------------------------------------------------------------
-def decode_image(data: bytes, backend: str = "torchvision") -> torch.Tensor:
-    """JPEG/PNG bytes -> uint8 (3, H, W), RGB, without any float conversion."""
-    if backend == "torchvision":
-        from torchvision.io import ImageReadMode, decode_image as tv_decode
-        return tv_decode(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    from PIL import Image
-    with Image.open(io.BytesIO(data)) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
-
-
-def warm_decoder(backend: str) -> None:
-    """torchvision's first decode loads its image library (seconds); do it once here so that
-    forked DataLoader workers inherit it instead of each paying it at every start."""
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buf, format="JPEG")
-    decode_image(buf.getvalue(), backend)
-
-
-def parse_sample(raw: dict, image_size: int, n_answers: int, with_votes: bool, backend: str) -> dict:
-    """A raw webdataset sample -> decoded dict; raises on anything corrupt (the caller skips it)."""
-    key = raw.get("__key__", "?")
-    name = next((k for k in ("image.jpg", "image.png", "image.jpeg") if k in raw), None)
-    if name is None:
-        raise ValueError(f"sample {key}: no image")
-    image = decode_image(raw[name], backend)
-    if tuple(image.shape) != (3, image_size, image_size):
-        raise ValueError(f"sample {key}: image {tuple(image.shape)}, manifest says {image_size} square")
-    meta = json.loads(raw["meta.json"]) if "meta.json" in raw else {}
-    votes = None
-    if with_votes:
-        if "votes.npy" not in raw:
-            raise ValueError(f"sample {key}: labelled set but no votes.npy")
-        votes = decode_votes(raw["votes.npy"]).astype(np.float32, copy=False)
-        if votes.shape != (n_answers,) or not np.all(np.isfinite(votes)) or (votes < 0).any():
-            raise ValueError(f"sample {key}: votes shape {votes.shape} (want ({n_answers},)), "
-                             f"or non-finite/negative counts")
-    return {"image": image, "votes": None if votes is None else torch.from_numpy(votes),
-            "id_str": str(meta.get("id_str", decode_key(key))), "campaign": meta.get("campaign"),
-            "meta": meta}
 
 
 # -- shard sets -------------------------------------------------------------------------------
@@ -314,24 +273,29 @@ class TrainStream(torch.utils.data.IterableDataset):
         lw = (w + k) % W
         skip = max(0, -(-(k - lw) // W))
         counter = _SkipCounter()
-        parts = [self._batches(st, epoch, lw, counter) for st in self.streams]
+        parts = [self._rows(st, epoch, lw, counter) for st in self.streams]
         last = 0
         for i, chunks in enumerate(islice(zip(*parts), self.worker_batches(lw))):
             n_bad, last = counter.n - last, counter.n
             if i >= skip:
-                batch = {key: _cat([c[key] for c in chunks]) for key in chunks[0]}
-                batch["n_skipped"] = torch.tensor(n_bad, dtype=torch.int64)
-                yield batch
+                yield self._collate([r for rows in chunks for r in rows], n_bad)
 
-    def _batches(self, st: _Stream, epoch: int, worker: int, counter: _SkipCounter) -> Iterator[dict]:
+    def _rows(self, st: _Stream, epoch: int, worker: int, counter: _SkipCounter) -> Iterator[list]:
         samples = self._samples(st, epoch, worker, counter)
         while True:
-            rows = list(islice(samples, st.quota))
-            votes = (torch.stack([r["votes"] for r in rows]) if st.with_votes
-                     else torch.zeros(len(rows), self.schema.n_answers, dtype=torch.float32))
-            yield {"image": torch.stack([r["image"] for r in rows]), "votes": votes,
-                   "has_votes": torch.full((len(rows),), st.with_votes, dtype=torch.bool),
-                   "id_str": [r["id_str"] for r in rows], "campaign": [r["campaign"] for r in rows]}
+            yield list(islice(samples, st.quota))
+
+    def _collate(self, rows: list, n_bad: int) -> dict:
+        """Rows of every stream (labelled first) -> one batch: one stack per tensor, no concatenation."""
+        labelled = sum(r["votes"] is not None for r in rows)
+        votes = torch.zeros(len(rows), self.schema.n_answers, dtype=torch.float32)
+        if labelled:
+            torch.stack([r["votes"] for r in rows[:labelled]], out=votes[:labelled])
+        # default_collate stacks into shared memory inside a worker: no copy on the way to the trainer
+        return {"image": default_collate([r["image"] for r in rows]), "votes": votes,
+                "has_votes": torch.arange(len(rows)) < labelled,
+                "id_str": [r["id_str"] for r in rows], "campaign": [r["campaign"] for r in rows],
+                "n_skipped": torch.tensor(n_bad, dtype=torch.int64)}
 
     def _samples(self, st: _Stream, epoch: int, worker: int, counter: _SkipCounter) -> Iterator[dict]:
         cfg, r, R, W = self.cfg, self.rank, self.world_size, self.workers
@@ -342,7 +306,7 @@ class TrainStream(torch.utils.data.IterableDataset):
             return out
 
         def read(shards, shuffle_seed):
-            return wds.DataPipeline(shards, wds.tarfile_to_samples(handler=counter),
+            return wds.DataPipeline(shards, tar_samples(handler=counter),
                                     wds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer, seed=shuffle_seed),
                                     wds.map(decode, handler=counter))
 
@@ -360,12 +324,6 @@ class TrainStream(torch.utils.data.IterableDataset):
             base = _seed(cfg.seed, epoch, r, worker, st.index) if seeded else 0
             shards = wds.ResampledShards(st.urls, seed=base, worker_seed=lambda: 0, deterministic=seeded)
             yield from read(shards, _seed(base, 1) if seeded else None)
-
-
-def _cat(values: list):
-    if isinstance(values[0], torch.Tensor):
-        return torch.cat(values)
-    return [x for v in values for x in v]
 
 
 class TrainLoader(torch.utils.data.DataLoader):
@@ -390,5 +348,11 @@ def build_train_loader(cfg: DataConfig, schema: Schema | str, rank: Optional[int
     kw = {}
     if cfg.num_workers > 0:
         kw = dict(persistent_workers=cfg.persistent_workers, prefetch_factor=cfg.prefetch_factor)
-    return TrainLoader(dataset, batch_size=None, num_workers=cfg.num_workers,
+    return TrainLoader(dataset, batch_size=None, num_workers=cfg.num_workers, collate_fn=_as_is,
                        pin_memory=cfg.pin_memory and torch.cuda.is_available(), **kw)
+
+
+def _as_is(batch: dict) -> dict:
+    """The stream's batches are already tensors; the default (default_convert) would walk every
+    id string of every batch for nothing."""
+    return batch
