@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import dirichlet_multinomial
+from torch.overrides import TorchFunctionMode
 
 from hybridssl.losses import (
     campaign_losses,
@@ -12,6 +13,7 @@ from hybridssl.losses import (
     dirichlet_multinomial_loss,
     dirichlet_multinomial_nll,
 )
+from hybridssl.losses import dirichlet
 from hybridssl.schema import Schema, load_schema
 
 
@@ -118,6 +120,95 @@ def test_unasked_questions_are_masked_not_cancelled(schema):
     assert nll[0, 0] > 0 and torch.all(nll[0, 1:] == 0) and torch.all(nll[1] == 0)
     assert torch.all(conc.grad[0, q.start:q.end] != 0)
     assert torch.all(conc.grad[0, q.end:] == 0) and torch.all(conc.grad[1] == 0)
+
+
+@pytest.fixture(params=["compacted", "masked"])
+def layout(request, monkeypatch):
+    """Both ways of computing: only nonzero entries (CPU) and every entry, masked (accelerators)."""
+    monkeypatch.setattr(dirichlet, "_skips_zero_counts", lambda device: request.param == "compacted")
+    return request.param
+
+
+def test_both_layouts_give_the_same_loss_and_gradient(schema, monkeypatch):
+    rng = np.random.default_rng(6)
+    counts = torch.tensor(random_counts(schema, rng, 4))
+    conc = torch.tensor(rng.uniform(1, 101, counts.shape), requires_grad=True)
+    results = {}
+    for compact in (True, False):
+        monkeypatch.setattr(dirichlet, "_skips_zero_counts", lambda device: compact)
+        conc.grad = None
+        nll = dirichlet_multinomial_nll(conc, counts, schema)
+        nll.sum().backward()
+        results[compact] = nll.detach(), conc.grad.clone()
+
+    np.testing.assert_allclose(results[False][0].numpy(), scipy_nll(conc.detach().numpy(), counts.numpy(), schema),
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-12, atol=0)
+    assert (results[True][1] != 0).any()
+
+
+def test_each_layout_keeps_unasked_questions_out(schema, layout):
+    """inf/NaN predictions, and invalid counts summing to 0 (validate=False), give exact zeros."""
+    q0, q1 = schema.questions[:2]
+    counts = torch.zeros(2, schema.n_answers)
+    counts[0, q0.start] = 3
+    counts[0, q1.start:q1.start + 2] = torch.tensor([-1.0, 1.0])  # total 0: not asked
+    conc = torch.full((2, schema.n_answers), 5.0)
+    conc[:, q1.end:] = float("inf")
+    conc[1, :] = float("nan")
+    conc.requires_grad_(True)
+
+    nll = dirichlet_multinomial_nll(conc, counts, schema, validate=False)
+    nll.sum().backward()
+
+    assert nll[0, 0] > 0 and torch.all(nll[0, 1:] == 0) and torch.all(nll[1] == 0)
+    assert torch.all(conc.grad[0, q0.start:q0.end] != 0)
+    assert torch.all(conc.grad[0, q0.end:] == 0) and torch.all(conc.grad[1] == 0)
+
+
+class LgammaElements(TorchFunctionMode):
+    """Counts the elements passed to torch.lgamma."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.lgamma:
+            self.elements += args[0].numel()
+        return func(*args, **(kwargs or {}))
+
+
+def test_compacted_layout_computes_only_nonzero_counts_and_asked_questions(schema, layout):
+    rng = np.random.default_rng(7)
+    counts = torch.tensor(random_counts(schema, rng, 3), dtype=torch.float32)
+    conc = torch.tensor(rng.uniform(1, 101, counts.shape), dtype=torch.float32)
+    asked = torch.stack([counts[:, q.start:q.end].sum(1) > 0 for q in schema.questions], 1)
+
+    with LgammaElements() as lgamma:
+        dirichlet_multinomial_nll(conc, counts, schema)
+
+    # three lgamma terms per answer and three per question
+    if layout == "compacted":
+        assert lgamma.elements == 3 * int((counts != 0).sum()) + 3 * int(asked.sum())
+    else:
+        assert lgamma.elements == 3 * counts.numel() + 3 * asked.numel()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs exist only with a GPU")
+def test_no_host_sync_on_gpu_without_validation(schema):
+    rng = np.random.default_rng(8)
+    counts = torch.tensor(random_counts(schema, rng, 8), dtype=torch.float32, device="cuda")
+    conc = torch.tensor(rng.uniform(1, 101, counts.shape), dtype=torch.float32, device="cuda", requires_grad=True)
+    dirichlet_multinomial_nll(conc, counts, schema, validate=False)  # caches the schema's indices on the GPU
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        dirichlet_multinomial_nll(conc, counts, schema, validate=False).sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(conc.grad).all()
 
 
 def tiny_schema():
