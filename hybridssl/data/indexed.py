@@ -48,13 +48,14 @@ class IndexedShards(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         shard, key, members = self.index[i]
-        f = self._files.get(shard)
-        if f is None:  # opened lazily so that each DataLoader worker has its own handles
-            f = self._files[shard] = open(self.shards[shard], "rb")
+        fd = self._files.get(shard)
+        if fd is None:
+            fd = self._files[shard] = os.open(self.shards[shard], os.O_RDONLY)
+        # positional reads: forked workers may inherit these descriptors, and a shared file
+        # offset (seek, then read) let two workers read each other's bytes
         raw = {"__key__": key}
         for suffix, (offset, size) in members.items():
-            f.seek(offset)
-            raw[suffix] = f.read(size)
+            raw[suffix] = os.pread(fd, size, offset)
         try:
             out = parse_sample(raw, self.image_size, self.n_answers, self.labelled, self.decode)
         except Exception as e:  # evaluation must not silently drop samples
@@ -66,8 +67,8 @@ class IndexedShards(torch.utils.data.Dataset):
         return {**self.__dict__, "_files": {}}
 
     def __del__(self):
-        for f in getattr(self, "_files", {}).values():
-            f.close()
+        for fd in getattr(self, "_files", {}).values():
+            os.close(fd)
 
 
 def _index_tar(shard: int, path: Path) -> list:

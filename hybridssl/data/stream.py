@@ -37,11 +37,9 @@ by that worker since its previous batch; the first few are logged.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass
 from itertools import count, islice
 from typing import Iterator, List, Optional
@@ -55,11 +53,11 @@ from torch.utils.data import default_collate
 from hybridssl.config import ConfigError
 from hybridssl.schema import Schema, load_schema
 from hybridssl.data.samples import DECODERS, parse_sample, warm_decoder
+from hybridssl.data.shardsets import ShardSet, open_shard_set
 from hybridssl.data.tars import tar_samples
 from hybridssl.shards import MANIFEST, ShardError
 
 log = logging.getLogger(__name__)
-_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _MAX_CONSECUTIVE_BAD = 1000  # a stream this broken is a wrong dataset, not a few bad samples
 
 
@@ -107,40 +105,6 @@ class DataConfig:
 
 
 # -- shard sets -------------------------------------------------------------------------------
-@dataclass
-class ShardSet:
-    where: str            # directory or URL prefix
-    urls: List[str]
-    sizes: List[int]      # samples per shard, from the manifest
-    image_size: int
-    labelled: bool
-
-
-def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -> ShardSet:
-    """Read and check a shard set's manifest; shell-executing URLs only when allowed."""
-    where = str(where)
-    remote = bool(_URL_SCHEME.match(where)) and not where.startswith("file:")
-    if remote and not allow_shell_urls:
-        raise ConfigError(f"shard set {where!r}: URL schemes such as pipe:/http: run shell commands "
-                          f"or curl; set data.allow_shell_urls=true to allow them")
-    where = where.removeprefix("file:")
-    if remote:
-        with wds.gopen(f"{where.rstrip('/')}/{MANIFEST}") as f:
-            m = json.loads(f.read())
-    else:
-        from hybridssl.shards import read_manifest
-        m = read_manifest(where)
-    label = f"{where}/{MANIFEST}"
-    if m["schema_hash"] != schema.hash:
-        raise ShardError(f"{label}: schema_hash {m['schema_hash']} ({m['schema']}) does not match "
-                         f"schema {schema.name} (hash {schema.hash}); re-prepare or pick that schema")
-    shards = [s for s in m["shards"] if s["n_samples"] > 0]
-    if not shards:
-        raise ShardError(f"{label}: no samples")
-    urls = [f"{where.rstrip('/')}/{s['name']}" for s in shards]
-    return ShardSet(where, urls, [int(s["n_samples"]) for s in shards], int(m["image_size"]), bool(m["labelled"]))
-
-
 def dist_info(rank: Optional[int] = None, world_size: Optional[int] = None) -> tuple[int, int]:
     if rank is not None or world_size is not None:
         if rank is None or world_size is None:

@@ -57,7 +57,8 @@ def test_truncated_shard_keeps_the_samples_before_the_damage(tmp_path):
     assert [k for k, _ in entries] == ["s0", "s1"]
     assert isinstance(error, ShardError) and "s.tar" in str(error)
     skipped = []
-    got = list(wds.DataPipeline(wds.SimpleShardList([path]), tar_samples(handler=lambda e: skipped.append(e) or True)))
+    handler = lambda e: skipped.append(e) or True  # noqa: E731
+    got = list(wds.DataPipeline(wds.SimpleShardList([path]), tar_samples(handler=handler)))
     assert [s["__key__"] for s in got] == ["s0", "s1"] and len(skipped) == 1
 
 

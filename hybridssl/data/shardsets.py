@@ -1,0 +1,46 @@
+"""A shard set as the training stream sees it: its manifest checked, its shard URLs and sizes."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import List
+
+import webdataset as wds
+
+from hybridssl.config import ConfigError
+from hybridssl.data.tars import is_local
+from hybridssl.schema import Schema
+from hybridssl.shards import MANIFEST, ShardError, read_manifest
+
+
+@dataclass
+class ShardSet:
+    where: str            # directory or URL prefix
+    urls: List[str]
+    sizes: List[int]      # samples per shard, from the manifest
+    image_size: int
+    labelled: bool
+
+
+def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -> ShardSet:
+    """Read and check a shard set's manifest; shell-executing URLs only when allowed."""
+    where = str(where)
+    remote = not is_local(where) and not where.startswith("file:")
+    if remote and not allow_shell_urls:
+        raise ConfigError(f"shard set {where!r}: URL schemes such as pipe:/http: run shell commands "
+                          f"or curl; set data.allow_shell_urls=true to allow them")
+    where = where.removeprefix("file:")
+    if remote:
+        with wds.gopen(f"{where.rstrip('/')}/{MANIFEST}") as f:
+            m = json.loads(f.read())
+    else:
+        m = read_manifest(where)
+    label = f"{where}/{MANIFEST}"
+    if m["schema_hash"] != schema.hash:
+        raise ShardError(f"{label}: schema_hash {m['schema_hash']} ({m['schema']}) does not match "
+                         f"schema {schema.name} (hash {schema.hash}); re-prepare or pick that schema")
+    shards = [s for s in m["shards"] if s["n_samples"] > 0]
+    if not shards:
+        raise ShardError(f"{label}: no samples")
+    urls = [f"{where.rstrip('/')}/{s['name']}" for s in shards]
+    return ShardSet(where, urls, [int(s["n_samples"]) for s in shards], int(m["image_size"]), bool(m["labelled"]))
