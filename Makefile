@@ -4,9 +4,10 @@ PY     := $(VENV)/bin/python
 HSSL   := $(VENV)/bin/hybridssl
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
-# tcmalloc cuts system time 5-10x for torch on CPU here; used when present.
-TCMALLOC := $(firstword $(wildcard /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4))
-RUN    := env $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) PYTHONUNBUFFERED=1
+# tcmalloc cuts system time 5-10x for torch on CPU here; used when present. Looked up when a
+# recipe runs (not when make parses this file) so the copy `install` just added counts too.
+TCMALLOC_GLOB := /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4
+RUN    := env LD_PRELOAD="$$(ls $(TCMALLOC_GLOB) 2>/dev/null | head -n1)" PYTHONUNBUFFERED=1
 
 .PHONY: install test demo faults throughput clean
 
@@ -15,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
-	-@[ -n "$(TCMALLOC)" ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	-@ls $(TCMALLOC_GLOB) >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
 	  apt-get install -y -q --no-install-recommends libtcmalloc-minimal4 >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends libtcmalloc-minimal4 >/dev/null 2>&1; } || \
 	  echo "note: libtcmalloc-minimal4 not installed; continuing with glibc malloc (slower)"

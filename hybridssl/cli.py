@@ -19,6 +19,12 @@ COMMANDS = {
     "pretrain": ("hybridssl.train.cli", "pretrain a backbone (hybrid | byol | supervised | scratch)"),
     "export": ("hybridssl.export", "export a checkpoint's backbone in timm format (+ Dirichlet head)"),
     "benchmark": ("benchmarks.transfer", "low-label transfer benchmark of exported backbones"),
+    "predict": ("hybridssl.apply.predict", "expected vote fractions, intervals and ask probabilities per answer"),
+    "calibrate": ("hybridssl.apply.calibrate", "coverage of predicted vote-count intervals on galaxies with votes"),
+    "embed": ("hybridssl.apply.embed", "L2-normalised backbone features of a shard set or catalog"),
+    "similar": ("hybridssl.apply.similar", "nearest galaxies to a query galaxy in embedding space (+ montage)"),
+    "anomalies": ("hybridssl.apply.anomalies", "rank galaxies by a small model of your few interesting examples"),
+    "acquire": ("hybridssl.apply.acquire", "rank unlabelled galaxies by BALD for the next volunteer batch"),
 }
 
 

@@ -29,6 +29,9 @@ def add_arguments(parser) -> None:
                         help="galaxies without votes, mixing every survey style")
     parser.add_argument("--n-downstream", type=_non_negative, default=3000,
                         help="DECaLS-like galaxies of the ring-finding task (half with a ring)")
+    parser.add_argument("--n-heldout", type=_non_negative, default=0,
+                        help="extra labelled galaxies never used for training (heldout.parquet), "
+                             "for `hybridssl calibrate`")
     parser.add_argument("--size", type=_image_size, default=64, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same files")
     parser.add_argument("--workers", type=_non_negative, default=min(4, os.cpu_count() or 1),
@@ -44,7 +47,7 @@ def run(args) -> int:
     start = time.perf_counter()
     montage = args.montage or args.out_dir / "montage.png"
     frames = generate(args.out_dir, args.n_labelled, args.n_unlabelled, args.n_downstream, args.size,
-                      args.seed, args.workers, montage, args.schema)
+                      args.seed, args.workers, montage, args.schema, args.n_heldout)
     counts = ", ".join(f"{len(df)} {name}" for name, df in frames.items())
     print(f"demo-data: wrote {counts} galaxies at {args.size}px to {args.out_dir} "
           f"in {time.perf_counter() - start:.1f}s; montage {montage}")

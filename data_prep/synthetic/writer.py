@@ -23,8 +23,9 @@ from data_prep.synthetic.volunteers import sample_volunteer_counts, simulate_vot
 from hybridssl.atomic import atomic_path
 from hybridssl.schema import Schema, load_schema
 
-LABELLED, UNLABELLED, RINGS = "labelled", "unlabelled", "rings"
-_SET_CODE = {LABELLED: 0, UNLABELLED: 1, RINGS: 2}
+LABELLED, UNLABELLED, RINGS, HELDOUT = "labelled", "unlabelled", "rings", "heldout"
+_SET_CODE = {LABELLED: 0, UNLABELLED: 1, RINGS: 2, HELDOUT: 3}
+_ID_PREFIX = {LABELLED: "L", HELDOUT: "H"}
 RING_STYLE = "decals"
 TEST_FRACTION = 0.3
 
@@ -110,16 +111,19 @@ def _truth_frame(params: dict[str, np.ndarray], rows: np.ndarray, n: int) -> pd.
     return pd.DataFrame(cols)
 
 
-def write_labelled(out: Path, n: int, size: int, seed: int, workers: int, schema: Schema) -> pd.DataFrame:
-    """Each galaxy belongs to one campaign, is imaged in its survey's style and voted on in its tree."""
-    rng = np.random.default_rng([seed, _SET_CODE[LABELLED]])
+def write_labelled(out: Path, n: int, size: int, seed: int, workers: int, schema: Schema,
+                   set_name: str = LABELLED) -> pd.DataFrame:
+    """Each galaxy belongs to one campaign, is imaged in its survey's style and voted on in its tree.
+    ``set_name=HELDOUT``: more galaxies like these from their own random stream, never trained on
+    (for calibration and other checks of the vote predictions)."""
+    rng = np.random.default_rng([seed, _SET_CODE[set_name]])
     campaign = rng.choice(schema.campaigns, n)
     groups = [_Group(survey_of(c).name, np.flatnonzero(campaign == c), None) for c in schema.campaigns]
     for g in groups:
         g.params = sample_galaxies(rng, len(g.rows), SURVEYS[g.style])
-    ids = _ids("L", n)
-    paths = _image_paths(out, LABELLED, ids)
-    _render(groups, paths, size, seed, LABELLED, workers)
+    ids = _ids(_ID_PREFIX[set_name], n)
+    paths = _image_paths(out, set_name, ids)
+    _render(groups, paths, size, seed, set_name, workers)
 
     votes = np.zeros((n, schema.n_answers), np.int64)
     for c, g in zip(schema.campaigns, groups):
@@ -127,7 +131,7 @@ def write_labelled(out: Path, n: int, size: int, seed: int, workers: int, schema
             votes[g.rows] = simulate_votes(g.params, c, schema, rng, sample_volunteer_counts(rng, len(g.rows)))
     rows = np.concatenate([g.rows for g in groups])
     truth = _truth_frame(concat([g.params for g in groups]), rows, n)
-    catalog = out / "labelled.parquet"
+    catalog = out / f"{set_name}.parquet"
     df = pd.concat([pd.DataFrame({"id_str": ids, "file_loc": _file_locs(paths, catalog), "campaign": campaign}),
                     pd.DataFrame(votes, columns=schema.label_cols), truth], axis=1)
     _write_catalog(df, catalog)
@@ -183,12 +187,15 @@ def write_rings(out: Path, n: int, size: int, seed: int, workers: int) -> pd.Dat
 
 def generate(out: str | os.PathLike, n_labelled: int, n_unlabelled: int, n_downstream: int, size: int,
              seed: int, workers: int, montage: str | os.PathLike | None = None,
-             schema: str | Schema = "gz_evo_v0.1") -> dict[str, pd.DataFrame]:
-    """Write all three catalogs (and the montage, if a path is given) under ``out``."""
+             schema: str | Schema = "gz_evo_v0.1", n_heldout: int = 0) -> dict[str, pd.DataFrame]:
+    """Write the catalogs (and the montage, if a path is given) under ``out``; the held-out
+    labelled set only when ``n_heldout`` > 0."""
     out, schema = Path(out), load_schema(schema)
     frames = {LABELLED: write_labelled(out, n_labelled, size, seed, workers, schema),
               UNLABELLED: write_unlabelled(out, n_unlabelled, size, seed, workers),
               RINGS: write_rings(out, n_downstream, size, seed, workers)}
+    if n_heldout:
+        frames[HELDOUT] = write_labelled(out, n_heldout, size, seed, workers, schema, HELDOUT)
     if montage is not None and n_labelled:
         from data_prep.synthetic.montage import save_montage
         save_montage(frames[LABELLED], out, schema, montage)

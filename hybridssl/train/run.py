@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Optional
@@ -34,6 +35,12 @@ from hybridssl.train.module import CHECKPOINT_KEY, PretrainModule
 from hybridssl.train.resume import ExactResume
 
 log = logging.getLogger(__name__)
+
+# Known, harmless Lightning warnings that would bury the progress lines: a deprecation inside
+# Lightning itself, and the IterableDataset-with-__len__ notice (TrainStream's length is per
+# rank and accounts for its workers).
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
 
 
 def launch_geometry(t: TrainerConfig) -> tuple[str, int, int, bool]:

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backbone_factory import write_export
+from backbone_factory import SCHEMA, write_export
 from factories import write_shards
 from hybridssl.cli import main
 from hybridssl.config import ConfigError, config_dir, load_config
@@ -82,7 +82,7 @@ def test_end_to_end_all_protocols_two_backbones(tmp_path, task, capsys):
     assert {c["n_labels"] for c in doc["cells"]} == {4, 32}
     assert doc["task"]["n_train"] == 32 and doc["task"]["n_test"] == 16 and doc["task"]["classes"] == ["0", "1"]
     assert doc["versions"]["torch"] and doc["versions"]["timm"] and doc["versions"]["hybridssl"]
-    assert doc["schema_hashes"] == ["test"] and doc["config"]["budgets"] == [4, "all"]
+    assert doc["schema_hashes"] == [SCHEMA.hash] and doc["config"]["budgets"] == [4, "all"]
     csv = pd.read_csv(paths["csv"])
     assert len(csv) == 6 * 2 and set(csv.method) == {f"{b} {p}" for b in "ab" for p in ("linear", "knn", "finetune")}
     row = csv[(csv.method == "a linear") & (csv.budget == "4")].iloc[0]

@@ -16,7 +16,7 @@ SCHEMA = load_schema("gz_evo_v0.1")
 
 def _cli_args(out, workers):
     return ["demo-data", str(out), "--n-labelled", "90", "--n-unlabelled", "25", "--n-downstream", "30",
-            "--size", "32", "--seed", "7", "--workers", str(workers)]
+            "--size", "32", "--seed", "7", "--workers", str(workers), "--n-heldout", "20"]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,16 @@ def test_catalog_columns_and_shapes(demo):
     assert len(cats["unlabelled"]) == 25 and set(cats["unlabelled"]["survey"]) <= set(SURVEYS)
     assert list(cats["rings"].columns) == ["id_str", "file_loc", "ring", "split"]
     assert len(cats["rings"]) == 30
+
+
+def test_heldout_is_labelled_like_training_but_disjoint(demo):
+    lab, held = pd.read_parquet(demo / "labelled.parquet"), pd.read_parquet(demo / "heldout.parquet")
+    assert len(held) == 20 and list(held.columns) == list(lab.columns)
+    assert not set(held["id_str"]) & set(lab["id_str"])
+    assert not set(held["file_loc"]) & set(lab["file_loc"])
+    assert (held[SCHEMA.label_cols].sum(axis=1) > 0).all()
+    # its own random stream: not a copy of the first labelled galaxies
+    assert not np.array_equal(held[SCHEMA.label_cols].to_numpy(), lab[SCHEMA.label_cols].to_numpy()[:20])
 
 
 def test_votes_follow_each_campaigns_tree(demo):

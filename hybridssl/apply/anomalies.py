@@ -1,0 +1,152 @@
+"""``hybridssl anomalies --embeddings FILE --labelled-interesting IDS``: personalised anomaly search.
+
+As in the Galaxy Zoo foundation-model work: a user's few interesting examples train a small
+model on the frozen representation, and the model ranks every other galaxy. The model is a
+class-balanced logistic regression (scikit-learn) on the unit-norm embeddings. Negatives are
+the user's boring examples, or by default a random sample of the other galaxies presumed
+normal: for rare targets (a few per cent or less) that sample is almost all normal, and the
+few targets drawn into it barely move a regularised linear model, so they still rank high
+(``tests/apply/test_anomalies.py`` checks this). The sample is ranked like every other
+unlabelled galaxy.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hybridssl.apply.embeddings import read_embeddings
+from hybridssl.atomic import atomic_write_text
+
+REPORT_KS = (10, 50, 100)
+
+
+class AnomalyError(ValueError):
+    """The labelled examples cannot train a ranking model (unreadable, overlapping, too few)."""
+
+
+def read_ids(spec: str, option: str) -> list[str]:
+    """Ids from a comma list, a text file (one per line, ``#`` comments) or a CSV with ``id_str``."""
+    path = Path(spec)
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            df = pd.read_csv(path, dtype=str)
+            if "id_str" not in df.columns:
+                raise AnomalyError(f"{option} {path}: no 'id_str' column (columns: {', '.join(df.columns)})")
+            ids = df["id_str"].dropna().str.strip().tolist()
+        else:
+            ids = [s for s in (line.strip() for line in path.read_text().splitlines()) if not s.startswith("#")]
+    elif path.suffix.lower() in (".csv", ".txt"):
+        raise AnomalyError(f"{option}: no such file {path}")
+    else:
+        ids = [s.strip() for s in spec.split(",")]
+    ids = list(dict.fromkeys(i for i in ids if i))  # de-duplicated, in order
+    if not ids:
+        raise AnomalyError(f"{option}: no ids in {spec!r}")
+    return ids
+
+
+def _fit(x: np.ndarray, pos: np.ndarray, neg: np.ndarray):
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    return LogisticRegression(class_weight="balanced", max_iter=1000).fit(x[np.r_[pos, neg]], y)
+
+
+def interest_scores(x: np.ndarray, pos: np.ndarray, boring: np.ndarray | None, n_presumed: int,
+                    seed: int = 0) -> np.ndarray:
+    """P(interesting) of every row of ``x``, from ``boring`` negatives or ``n_presumed`` random others."""
+    if boring is not None:
+        return _fit(x, pos, boring).predict_proba(x)[:, 1]
+    rest = np.setdiff1d(np.arange(len(x)), pos)
+    if min(n_presumed, len(rest)) < 1:
+        raise AnomalyError("need at least 1 other galaxy as a presumed-normal example (--negatives)")
+    sample = np.random.default_rng(seed).choice(rest, min(n_presumed, len(rest)), replace=False)
+    return _fit(x, pos, sample).predict_proba(x)[:, 1]
+
+
+def precision_at_k(truth: np.ndarray, ks=REPORT_KS) -> dict[int, float]:
+    """Fraction of true targets among the first k of a ranking, for each k it is long enough for."""
+    return {k: float(truth[:k].mean()) for k in ks if k <= len(truth)}
+
+
+def _truth(column: pd.Series, name: str) -> np.ndarray:
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() & column.notna()
+    if bad.any():
+        raise AnomalyError(f"--report-column {name}: values must be 0/1 or boolean, "
+                           f"found {column[bad].iloc[0]!r}")
+    return (values.fillna(0) > 0).to_numpy()  # missing counts as not a target
+
+
+def add_arguments(parser) -> None:
+    ids = "a comma-separated list, a text file (one id per line) or a CSV with an id_str column"
+    parser.add_argument("--embeddings", required=True, metavar="FILE",
+                        help="FILE.parquet or FILE.npy from `hybridssl embed`")
+    parser.add_argument("--labelled-interesting", required=True, metavar="IDS",
+                        help=f"galaxies like the ones you want (at least 2): {ids}")
+    parser.add_argument("--labelled-boring", metavar="IDS",
+                        help=f"galaxies you do not want: {ids}. Default: a random sample of the other galaxies "
+                             "(--negatives), presumed normal; safe when the targets are rare")
+    parser.add_argument("--negatives", type=int, default=5000, metavar="N", help="size of that presumed-normal sample")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the presumed-normal sample")
+    parser.add_argument("--top", type=int, default=50, metavar="N", help="galaxies to print and put in the montage")
+    parser.add_argument("--out", metavar="CSV",
+                        help="write the whole ranking (rank, id_str, score, meta columns) to this CSV")
+    parser.add_argument("--montage", metavar="PNG", help="save a PNG of the top-ranked galaxies")
+    parser.add_argument("--shards", metavar="DIR",
+                        help="shard set to take montage images from (default: the one embedded)")
+    parser.add_argument("--report-column", metavar="COL",
+                        help="a 0/1 meta column of the embeddings (e.g. ring): print precision@10/50/100 "
+                             "of the ranking against its base rate")
+
+
+def run(args) -> int:
+    if args.top < 1:
+        raise AnomalyError("--top must be >= 1")
+    emb = read_embeddings(args.embeddings)
+    if args.report_column and args.report_column not in emb.meta.columns:
+        raise AnomalyError(f"--report-column {args.report_column}: not a column of {args.embeddings} "
+                           f"(columns: {', '.join(c for c in emb.meta.columns if c != 'id_str')})")
+    pos = emb.rows_of(read_ids(args.labelled_interesting, "--labelled-interesting"), "interesting id")
+    if len(pos) < 2:
+        raise AnomalyError(f"--labelled-interesting: need at least 2 galaxies to learn from, got {len(pos)}")
+    boring = None
+    if args.labelled_boring:
+        boring = emb.rows_of(read_ids(args.labelled_boring, "--labelled-boring"), "boring id")
+        both = sorted(set(pos) & set(boring))
+        if both:
+            raise AnomalyError(f"labelled both interesting and boring: {', '.join(emb.ids[r] for r in both[:10])}")
+    scores = interest_scores(emb.x, pos, boring, args.negatives, args.seed)
+    labelled = np.r_[pos, boring if boring is not None else []].astype(np.int64)
+    candidates = np.setdiff1d(np.arange(len(emb.ids)), labelled)
+    if len(candidates) == 0:
+        raise AnomalyError("every galaxy is labelled: nothing left to rank")
+    order = candidates[np.argsort(-scores[candidates], kind="stable")]
+    ranked = pd.concat([pd.DataFrame({"rank": np.arange(1, len(order) + 1), "id_str": [emb.ids[r] for r in order],
+                                      "score": scores[order]}),
+                        emb.meta.iloc[order].drop(columns="id_str").reset_index(drop=True)], axis=1)
+    shown = ["rank", "id_str", "score"] + ([args.report_column] if args.report_column else [])
+    print(ranked[shown].head(args.top).to_string(index=False, float_format="%.4f"))
+    n_neg = len(boring) if boring is not None else min(args.negatives, len(emb.ids) - len(pos))
+    print(f"({len(pos)} interesting and {n_neg} {'boring' if boring is not None else 'presumed-normal'} "
+          f"examples; {len(order)} galaxies ranked)")
+    if args.report_column:
+        truth = _truth(ranked[args.report_column], args.report_column)
+        base = truth.mean()
+        print(f"{args.report_column}: base rate {base:.3f} ({truth.sum()} of {len(truth)} ranked galaxies)")
+        for k, p in precision_at_k(truth).items():
+            print(f"  precision@{k:<3d} {p:.3f}" + (f"  ({p / base:.1f}x base rate)" if base > 0 else ""))
+    if args.out:
+        atomic_write_text(args.out, ranked.to_csv(index=False))
+        print(f"ranking -> {args.out}")
+    if args.montage:
+        from hybridssl.apply.montage import galaxy_images, save_montage
+
+        top = ranked.head(args.top)
+        titles = [f"#{r} score {s:.3f}\n{i}" for r, s, i in zip(top["rank"], top["score"], top["id_str"])]
+        save_montage(args.montage, galaxy_images(emb, order[:len(top)], args.shards), titles,
+                     suptitle=f"top {len(top)} of {len(order)} galaxies ranked by a model of your examples")
+        print(f"montage -> {args.montage}")
+    return 0

@@ -1,0 +1,78 @@
+"""``hybridssl embed --model DIR (--shards D | --catalog F) --out FILE.parquet|FILE.npy``.
+
+The exported backbone's pooled features of every galaxy, L2-normalised so that cosine
+similarity is an inner product (``similar``) and a linear model sees directions, not
+brightness-driven norms (``anomalies``). Rows follow the source's order.
+"""
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hybridssl.apply.embeddings import check_suffix, write_embeddings
+from hybridssl.apply.sources import add_source_arguments
+
+_MODEL_KEYS = ("architecture", "mode", "num_features", "image_size", "schema", "schema_hash")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, metavar="DIR", help="a `hybridssl export` directory")
+    add_source_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="FILE.parquet (ids, meta columns, embedding) or FILE.npy (matrix; ids and metadata "
+                             "in FILE.ids.json)")
+
+
+def scalar_meta(sample_meta: dict, campaign) -> dict:
+    """The sample's meta.json fields a table column can hold (nested values are dropped)."""
+    row = {k: v for k, v in sample_meta.items()
+           if k != "id_str" and (v is None or isinstance(v, (str, int, float, bool)))}
+    row["campaign"] = campaign
+    return row
+
+
+def source_metadata(args) -> dict:
+    if args.shards:
+        return {"shards": str(Path(args.shards).resolve())}
+    return {"catalog": str(Path(args.catalog).resolve()), "id_column": args.id_column,
+            "path_column": args.path_column}
+
+
+def embed(model, dataset, batch_size: int, workers: int = 0) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+    """(ids, unit-norm float32 (n, F) features, meta frame), in dataset order."""
+    from hybridssl.apply.inference import batches, l2_normalise
+
+    ids, rows, x = [], [], None
+    for batch in batches(dataset, batch_size, workers, desc="embed"):
+        f = model.features(batch["image"]).cpu().numpy()
+        if x is None:  # the width is known only after the first batch
+            x = np.empty((len(dataset), f.shape[1]), dtype=np.float32)
+        x[len(ids):len(ids) + len(f)] = l2_normalise(f)
+        ids += batch["id_str"]
+        rows += [scalar_meta(m, c) for m, c in zip(batch["meta"], batch["campaign"])]
+    meta = pd.DataFrame(rows, index=range(len(ids)))
+    meta.insert(0, "id_str", ids)
+    return ids, x, meta
+
+
+def run(args) -> int:
+    from hybridssl.apply.inference import load_model
+    from hybridssl.apply.sources import open_source
+
+    out = check_suffix(args.out)  # before minutes of work
+    model = load_model(args.model, args.device)
+    dataset = open_source(args, model.schema, model.image_size)
+    ids, x, meta = embed(model, dataset, args.batch_size, args.workers)
+    metadata = {"source": source_metadata(args),
+                "model": {"dir": str(Path(args.model).resolve()),
+                          **{k: model.info[k] for k in _MODEL_KEYS if k in model.info}},
+                "normalised": "l2",
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    write_embeddings(out, ids, x, meta, metadata)
+    extra = [c for c in meta.columns if c != "id_str"]
+    print(f"embed: {len(ids)} galaxies x {x.shape[1]} features ({model.info['architecture']}, "
+          f"{model.info.get('mode', '?')} mode) -> {out}" + (f"; meta columns: {', '.join(extra)}" if extra else ""))
+    return 0

@@ -1,0 +1,130 @@
+"""``hybridssl predict --model DIR (--shards D | --catalog F) --out preds.parquet``.
+
+For every galaxy and answer column ``c``: ``c_fraction`` (expected vote fraction, the Dirichlet
+mean averaged over MC samples), ``c_fraction_lo`` / ``c_fraction_hi`` (central ``--interval`` of
+the fraction's Beta marginal, mixed over MC samples), and per question ``{question}_asked`` (the
+probability the decision tree reaches it, from the expected fractions). Rows are written batch
+by batch into a temp file renamed onto ``--out`` at the end.
+
+The helpers here (model + source checks, the concentration stream) are shared by ``calibrate``
+and ``acquire``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Iterator
+
+import numpy as np
+
+from hybridssl.apply.sources import add_source_arguments
+from hybridssl.atomic import atomic_path
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {value}")
+    return value
+
+
+def add_model_arguments(parser, mc_default: int) -> None:
+    parser.add_argument("--model", required=True, help="a `hybridssl export` directory with a Dirichlet head")
+    add_source_arguments(parser)
+    parser.add_argument("--mc-samples", type=positive_int, default=mc_default,
+                        help=f"MC-dropout samples of the head (default {mc_default}; 1 = dropout off)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (reruns match)")
+
+
+def open_model_and_source(args, what: str, min_samples: int = 1):
+    """(model, dataset) after the checks that can fail before any galaxy is processed."""
+    import torch
+
+    from hybridssl.apply.inference import ModelError, load_model, mc_dropout_rate
+    from hybridssl.apply.sources import open_source
+
+    model = load_model(args.model, args.device)
+    model.require_head(what)
+    if args.mc_samples < min_samples:
+        raise ModelError(f"{what} needs --mc-samples >= {min_samples} (MC samples must be able to disagree), "
+                         f"got {args.mc_samples}")
+    if args.mc_samples > 1 and mc_dropout_rate(model) == 0:
+        raise ModelError(f"--mc-samples {args.mc_samples} needs head dropout, but the head of {args.model} has "
+                         "dropout 0: every MC sample would be the same" +
+                         ("" if min_samples > 1 else "; use --mc-samples 1"))
+    torch.manual_seed(args.seed)
+    dataset = open_source(args, model.schema, model.image_size)
+    rejected = getattr(dataset, "rejected", [])
+    if rejected:
+        print(f"{what}: skipping {len(rejected)} catalog rows (first: row {rejected[0].row}, "
+              f"{rejected[0].reason})", file=sys.stderr)
+    return model, dataset
+
+
+def concentration_batches(model, dataset, args, desc: str) -> Iterator[tuple[dict, np.ndarray]]:
+    """(batch, (K, B, n_answers) float64 concentrations) for every batch: one backbone pass, K head passes."""
+    from hybridssl.apply.inference import batches
+
+    for batch in batches(dataset, args.batch_size, args.workers, desc):
+        conc = model.concentrations(model.features(batch["image"]), args.mc_samples)
+        yield batch, conc.cpu().double().numpy()
+
+
+def prediction_columns(schema, conc: np.ndarray, interval: float) -> dict[str, np.ndarray]:
+    """Column name -> float32 values for one batch, question by question."""
+    from hybridssl.apply.posterior import beta_marginals, fraction_interval, mean_fractions
+
+    frac = mean_fractions(conc, schema.question_index)
+    lo, hi = fraction_interval(*beta_marginals(conc, schema.question_index), interval)
+    asked = schema.ask_probability(frac)
+    cols = {}
+    for qi, q in enumerate(schema.questions):
+        for j, c in zip(range(q.start, q.end), q.columns):
+            cols.update({f"{c}_fraction": frac[:, j], f"{c}_fraction_lo": lo[:, j], f"{c}_fraction_hi": hi[:, j]})
+        cols[f"{q.name}_asked"] = asked[:, qi]
+    return {k: v.astype(np.float32) for k, v in cols.items()}
+
+
+def add_arguments(parser) -> None:
+    add_model_arguments(parser, mc_default=1)
+    parser.add_argument("--out", required=True, help="output .parquet file")
+    parser.add_argument("--interval", type=open_fraction, default=0.9,
+                        help="central interval of each vote fraction (default 0.9: 5%% to 95%%)")
+
+
+def run(args) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    model, dataset = open_model_and_source(args, "predict")
+    n, writer, with_campaign = 0, None, None
+    with atomic_path(args.out) as tmp:
+        try:
+            for batch, conc in concentration_batches(model, dataset, args, "predict"):
+                cols = {"id_str": pa.array(batch["id_str"], pa.string())}
+                if with_campaign is None:  # a campaign column only when the source knows campaigns
+                    with_campaign = any(c is not None for c in batch["campaign"])
+                if with_campaign:
+                    cols["campaign"] = pa.array(batch["campaign"], pa.string())
+                cols.update(prediction_columns(model.schema, conc, args.interval))
+                table = pa.table(cols)
+                if writer is None:
+                    writer = pq.ParquetWriter(str(tmp), table.schema)
+                writer.write_table(table)
+                n += len(batch["id_str"])
+        finally:
+            if writer is not None:
+                writer.close()
+    print(f"predict: {n} galaxies, {model.schema.n_answers} answers x (fraction, {args.interval:g} interval), "
+          f"{model.schema.n_questions} ask probabilities, {args.mc_samples} MC sample(s), "
+          f"{time.perf_counter() - start:.1f} s -> {args.out}")
+    return 0

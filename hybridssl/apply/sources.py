@@ -1,0 +1,70 @@
+"""Where galaxies to apply a model to come from: a shard set (``--shards``) or a catalog
+(``--catalog``, images read and resized as ``prepare`` would). Both give the evaluation
+reader's sample dicts (``image`` uint8 (3, H, W), ``votes`` or None, ``id_str``, ...)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from hybridssl.schema import Schema
+
+
+class SourceError(ValueError):
+    """The galaxies asked for cannot be read (none left, wrong image size, ...)."""
+
+
+class CatalogImages(torch.utils.data.Dataset):
+    """The rows of a catalog that pass ``prepare``'s checks; votes when it has the schema's columns."""
+
+    def __init__(self, catalog: str | os.PathLike, schema: Schema, image_size: int,
+                 id_column: str = "id_str", path_column: str = "file_loc"):
+        from data_prep.catalog import find_vote_columns, load_rows, read_catalog
+
+        columns = read_catalog(catalog, (id_column, path_column)).columns
+        labelled = bool(find_vote_columns(columns, schema).mapping)
+        self.rows, self.rejected, _ = load_rows(catalog, schema, id_column=id_column,
+                                                path_column=path_column, labelled=labelled)
+        self.image_size, self.labelled, self.n_answers = image_size, labelled, schema.n_answers
+
+    def __len__(self) -> int:
+        return len(self.rows.ids)
+
+    def __getitem__(self, i: int) -> dict:
+        from data_prep.images import load_image, resize_square
+
+        img = resize_square(load_image(self.rows.paths[i]), self.image_size)
+        votes = None if self.rows.votes is None else torch.from_numpy(self.rows.votes[i])
+        return {"image": torch.from_numpy(img.copy()).permute(2, 0, 1).contiguous(), "votes": votes,
+                "has_votes": self.labelled, "id_str": self.rows.ids[i], "campaign": self.rows.campaigns[i],
+                "meta": {"id_str": self.rows.ids[i], "path": self.rows.paths[i]}}
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    src = parser.add_mutually_exclusive_group(required=required)
+    src.add_argument("--shards", help="a shard set written by `hybridssl prepare`")
+    src.add_argument("--catalog", help="a catalog (parquet/CSV) of image paths, read like `prepare` does")
+    parser.add_argument("--id-column", default="id_str", help="catalog id column (with --catalog)")
+    parser.add_argument("--path-column", default="file_loc", help="catalog image-path column (with --catalog)")
+    parser.add_argument("--batch-size", type=int, default=128, help="galaxies per forward pass")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+
+
+def open_source(args, schema: Schema, image_size: int) -> torch.utils.data.Dataset:
+    """The dataset named by ``--shards`` or ``--catalog``, at the model's ``image_size``."""
+    from hybridssl.data import IndexedShards
+    from hybridssl.shards import ShardError
+
+    if args.shards:
+        ds = IndexedShards(args.shards)
+        if ds.image_size != image_size:
+            raise ShardError(f"{args.shards}: images are {ds.image_size} px, the model takes {image_size} px; "
+                             f"prepare the catalog with --image-size {image_size} or use --catalog")
+        if ds.labelled and ds.n_answers != schema.n_answers:
+            raise ShardError(f"{args.shards}: votes have {ds.n_answers} answers, schema {schema.name} "
+                             f"has {schema.n_answers}")
+        return ds
+    return CatalogImages(Path(args.catalog), schema, image_size, args.id_column, args.path_column)
