@@ -1,7 +1,8 @@
 """The main job end to end, tiny: the very script `make demo` runs (benchmarks/demo.sh).
 
-generate -> prepare -> pretrain (all four modes, a few steps) -> export -> benchmark. Proves in CI that
-the flow a user starts with still works; the numbers are not checked (they mean nothing at this size).
+generate -> prepare -> pretrain (all four modes, a few steps) -> export -> benchmark -> apply (predict,
+calibrate, embed, similar, anomalies, acquire). Proves in CI that the flow a user starts with still
+works; the numbers are not checked (they mean nothing at this size).
 """
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import timm
 import torch
@@ -22,7 +24,7 @@ MODES = ["hybrid", "byol", "supervised", "scratch"]
 def test_demo_pipeline_tiny(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                HSSL=str(Path(sys.executable).with_name("hybridssl")),
-               DEMO_LABELLED="96", DEMO_UNLABELLED="64", DEMO_DOWNSTREAM="80", DEMO_SIZE="32",
+               DEMO_LABELLED="96", DEMO_UNLABELLED="64", DEMO_DOWNSTREAM="80", DEMO_HELDOUT="60", DEMO_SIZE="32",
                DEMO_WORKERS="1",
                PRETRAIN_ARGS=("trainer.max_steps=3 trainer.checkpoint_every_n_steps=2 optim.warmup_steps=1 data.batch_size=8 "
                               "data.num_workers=0 augment.crop_size=32 augment.resize_size=32 "
@@ -51,3 +53,17 @@ def test_demo_pipeline_tiny(tmp_path):
     assert all(m in table for m in MODES)
     assert (out / "benchmark" / "label_curve.png").stat().st_size > 0
     assert "results.md" in proc.stdout or "|" in proc.stdout  # the table is printed
+
+    apply = out / "apply"
+    preds = pd.read_parquet(apply / "heldout_predictions.parquet")
+    assert len(preds) == 60 and "smooth-or-featured-dr5_smooth_fraction_lo" in preds.columns
+    calibration = json.loads((apply / "calibration" / "calibration.json").read_text())
+    assert calibration["overall"]["n"] > 0
+    neighbours = pd.read_csv(apply / "similar.csv")
+    flagged = pd.read_csv(apply / "flagged.csv")
+    assert neighbours["id_str"].iloc[0] == flagged["id_str"].iloc[0]  # the query is its own nearest
+    ranked = pd.read_csv(apply / "anomalies.csv")
+    assert len(ranked) == 60 - len(flagged) and not set(ranked["id_str"]) & set(flagged["id_str"])
+    assert len(pd.read_csv(apply / "acquire.csv")) == 64  # asked for 100 of a 64-galaxy pool
+    for png in ("calibration/reliability.png", "similar.png", "anomalies.png", "acquire.png"):
+        assert (apply / png).stat().st_size > 0

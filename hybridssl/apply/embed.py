@@ -1,8 +1,11 @@
 """``hybridssl embed --model DIR (--shards D | --catalog F) --out FILE.parquet|FILE.npy``.
 
-The exported backbone's pooled features of every galaxy, L2-normalised so that cosine
-similarity is an inner product (``similar``) and a linear model sees directions, not
-brightness-driven norms (``anomalies``). Rows follow the source's order.
+The exported backbone's pooled features of every galaxy, centred on the set's mean and then
+L2-normalised, so that cosine similarity is an inner product (``similar``) and a linear model
+sees directions, not brightness-driven norms (``anomalies``). Centring matters: pooled features
+after a non-negative activation share one large common direction, and uncentred cosine
+similarities of the demo's galaxies all sat at 0.97-0.999. The centre is kept in the file's
+metadata. Rows follow the source's order.
 """
 from __future__ import annotations
 
@@ -41,8 +44,9 @@ def source_metadata(args) -> dict:
             "path_column": args.path_column}
 
 
-def embed(model, dataset, batch_size: int, workers: int = 0) -> tuple[list[str], np.ndarray, pd.DataFrame]:
-    """(ids, unit-norm float32 (n, F) features, meta frame), in dataset order."""
+def embed(model, dataset, batch_size: int, workers: int = 0) -> tuple[list[str], np.ndarray, pd.DataFrame,
+                                                                     np.ndarray]:
+    """(ids, centred unit-norm float32 (n, F) features, meta frame, the centre), in dataset order."""
     from hybridssl.apply.inference import batches, l2_normalise
 
     ids, rows, x = [], [], None
@@ -50,12 +54,14 @@ def embed(model, dataset, batch_size: int, workers: int = 0) -> tuple[list[str],
         f = model.features(batch["image"]).cpu().numpy()
         if x is None:  # the width is known only after the first batch
             x = np.empty((len(dataset), f.shape[1]), dtype=np.float32)
-        x[len(ids):len(ids) + len(f)] = l2_normalise(f)
+        x[len(ids):len(ids) + len(f)] = f
         ids += batch["id_str"]
         rows += [scalar_meta(m, c) for m, c in zip(batch["meta"], batch["campaign"])]
+    centre = x.mean(0, dtype=np.float64).astype(np.float32)
+    x = l2_normalise(x - centre)
     meta = pd.DataFrame(rows, index=range(len(ids)))
     meta.insert(0, "id_str", ids)
-    return ids, x, meta
+    return ids, x, meta, centre
 
 
 def run(args) -> int:
@@ -65,11 +71,11 @@ def run(args) -> int:
     out = check_suffix(args.out)  # before minutes of work
     model = load_model(args.model, args.device)
     dataset = open_source(args, model.schema, model.image_size)
-    ids, x, meta = embed(model, dataset, args.batch_size, args.workers)
+    ids, x, meta, centre = embed(model, dataset, args.batch_size, args.workers)
     metadata = {"source": source_metadata(args),
                 "model": {"dir": str(Path(args.model).resolve()),
                           **{k: model.info[k] for k in _MODEL_KEYS if k in model.info}},
-                "normalised": "l2",
+                "normalised": "centred-l2", "centre": [round(float(c), 7) for c in centre],
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}
     write_embeddings(out, ids, x, meta, metadata)
     extra = [c for c in meta.columns if c != "id_str"]

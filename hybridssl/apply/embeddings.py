@@ -1,4 +1,4 @@
-"""The embeddings file: one L2-normalised feature vector per galaxy, with its id and metadata.
+"""The embeddings file: one unit-norm feature vector per galaxy, with its id and metadata.
 
 Two layouts, one reader (:func:`read_embeddings`):
 

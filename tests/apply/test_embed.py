@@ -39,9 +39,11 @@ def test_rows_are_unit_features_in_source_order(embedded):
     assert emb.ids == [fake_id(i) for i in range(N)]
     np.testing.assert_allclose(np.linalg.norm(emb.x, axis=1), 1.0, atol=1e-5)
     ds = IndexedShards(shards)
-    for i in (0, 7, N - 1):  # the row's vector is that galaxy's features, not just its id
-        f = model.features(ds[i]["image"][None]).numpy()
-        np.testing.assert_allclose(emb.x[i], l2_normalise(f)[0], atol=1e-5)
+    raw = np.concatenate([model.features(ds[i]["image"][None]).numpy() for i in range(N)])
+    centre = np.asarray(emb.metadata["centre"], dtype=np.float32)
+    np.testing.assert_allclose(centre, raw.mean(0), rtol=1e-4, atol=1e-5)
+    # each row is that galaxy's centred features, not just its id
+    np.testing.assert_allclose(emb.x, l2_normalise(raw - centre), atol=1e-4)
     assert emb.meta["ring"].tolist() == keep["ring"] and emb.meta["split"].tolist() == keep["split"]
     assert "campaign" in emb.meta.columns and emb.meta["id_str"].tolist() == emb.ids
 
@@ -52,7 +54,7 @@ def test_metadata_names_source_and_model(embedded):
     assert md["source"] == {"shards": str(shards.resolve())}
     assert md["model"]["dir"] == str(model_dir.resolve())
     assert md["model"]["architecture"] == "test_resnet" and md["model"]["mode"] == "scratch"
-    assert md["n"] == N and md["dim"] == md["model"]["num_features"] and md["normalised"] == "l2"
+    assert md["n"] == N and md["dim"] == md["model"]["num_features"] and md["normalised"] == "centred-l2"
 
 
 def test_parquet_and_npy_read_back_identical(embedded):
