@@ -28,6 +28,17 @@ COMMANDS = {
 }
 
 
+def int_at_least(minimum: int):
+    """An argparse ``type``: an integer >= ``minimum``; the error names the bound and the value."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    parse.__name__ = "int"  # argparse says "invalid int value" for text that is not a number
+    return parse
+
+
 class CommandUnavailable(Exception):
     """A registered command whose module is not part of this build (yet)."""
 

@@ -6,12 +6,9 @@ import os
 import time
 from pathlib import Path
 
+from hybridssl.cli import int_at_least
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+_non_negative = int_at_least(0)
 
 
 def _image_size(text: str) -> int:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from hybridssl.apply.embeddings import read_embeddings
 from hybridssl.atomic import atomic_write_text
+from hybridssl.cli import int_at_least
 
 REPORT_KS = (10, 50, 100)
 
@@ -89,9 +90,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--labelled-boring", metavar="IDS",
                         help=f"galaxies you do not want: {ids}. Default: a random sample of the other galaxies "
                              "(--negatives), presumed normal; safe when the targets are rare")
-    parser.add_argument("--negatives", type=int, default=5000, metavar="N", help="size of that presumed-normal sample")
+    parser.add_argument("--negatives", type=int_at_least(1), default=5000, metavar="N", help="size of that presumed-normal sample")
     parser.add_argument("--seed", type=int, default=0, help="seed of the presumed-normal sample")
-    parser.add_argument("--top", type=int, default=50, metavar="N", help="galaxies to print and put in the montage")
+    parser.add_argument("--top", type=int_at_least(1), default=50, metavar="N", help="galaxies to print and put in the montage")
     parser.add_argument("--out", metavar="CSV",
                         help="write the whole ranking (rank, id_str, score, meta columns) to this CSV")
     parser.add_argument("--montage", metavar="PNG", help="save a PNG of the top-ranked galaxies")
@@ -103,8 +104,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if args.top < 1:
-        raise AnomalyError("--top must be >= 1")
     emb = read_embeddings(args.embeddings)
     if args.report_column and args.report_column not in emb.meta.columns:
         raise AnomalyError(f"--report-column {args.report_column}: not a column of {args.embeddings} "

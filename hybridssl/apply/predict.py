@@ -20,13 +20,9 @@ import numpy as np
 
 from hybridssl.apply.sources import add_source_arguments
 from hybridssl.atomic import atomic_path
+from hybridssl.cli import int_at_least
 
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+positive_int = int_at_least(1)
 
 
 def open_fraction(text: str) -> float:
