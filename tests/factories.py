@@ -16,6 +16,7 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
+from benchmarks.faults.harness import tree_votes
 from hybridssl.schema import load_schema
 from hybridssl.shards import FORMAT_VERSION, MANIFEST, SHARD_PATTERN, encode_key, encode_votes, sha256_file
 
@@ -36,14 +37,7 @@ def fake_image(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def fake_votes(rng: np.random.Generator, schema, campaign: str) -> np.ndarray:
     """Integer votes (as float32) on ``campaign``'s columns, consistent with the decision tree."""
-    votes = np.zeros(schema.n_answers, dtype=np.float32)
-    for q in schema.questions:  # file order lists parents before children
-        if q.campaign != campaign:
-            continue
-        n = int(rng.integers(20, 60)) if q.parent is None else int(votes[schema.column_index[q.parent]])
-        if n:
-            votes[q.start:q.end] = rng.multinomial(n, rng.dirichlet(np.ones(len(q.answers))))
-    return votes
+    return tree_votes(rng, schema, campaign, volunteers=(20, 60)).astype(np.float32)
 
 
 def write_shards(out_dir, n: int, labelled: bool = True, n_shards: int = 4, image_size: int = 32,

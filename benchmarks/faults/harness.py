@@ -196,13 +196,14 @@ def galaxy_image(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def tree_votes(rng: np.random.Generator, schema, campaign: str = CAMPAIGN) -> np.ndarray:
-    """Integer votes on one campaign, each child question asked of its parent answer's voters."""
+def tree_votes(rng: np.random.Generator, schema, campaign: str = CAMPAIGN, volunteers=(5, 40)) -> np.ndarray:
+    """Integer votes on one campaign: ``volunteers`` (low, high) answer the root question and each
+    child question is asked of its parent answer's voters (file order lists parents first)."""
     votes = np.zeros(schema.n_answers, dtype=np.float64)
     for q in schema.questions:
         if q.campaign != campaign:
             continue
-        n = int(rng.integers(5, 40)) if q.parent is None else int(votes[schema.column_index[q.parent]])
+        n = int(rng.integers(*volunteers)) if q.parent is None else int(votes[schema.column_index[q.parent]])
         if n:
             votes[q.start:q.end] = rng.multinomial(n, rng.dirichlet(np.ones(len(q.answers))))
     return votes
