@@ -107,3 +107,9 @@ def test_montage_from_the_wrong_shard_set_names_a_missing_galaxy(embedded, tmp_p
     assert main(["similar", "--embeddings", str(embedded), "--query", fake_id(1), "--k", "2",
                  "--montage", str(tmp_path / "m.png"), "--shards", str(other)]) == 2
     assert fake_id(1) in capsys.readouterr().err and not (tmp_path / "m.png").exists()
+
+
+def test_k_below_one_is_an_argument_error(embedded, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["similar", "--embeddings", str(embedded), "--query", "x", "--k", "0"])
+    assert exit_.value.code == 2 and "--k: must be >= 1, got 0" in capsys.readouterr().err
