@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from hybridssl.apply.predict import add_model_arguments, concentration_batches, open_model_and_source, positive_int
+from hybridssl.apply.inference import add_model_arguments, concentration_batches, open_model_and_source, positive_int
 from hybridssl.atomic import atomic_path
 
 

@@ -1,4 +1,6 @@
-"""An exported model ready to apply: backbone, Dirichlet head (if any), schema, preprocessing.
+"""An exported model ready to apply: backbone, Dirichlet head (if any), schema, preprocessing;
+and what ``predict``, ``calibrate`` and ``acquire`` share (model options, checks, the
+concentration stream).
 
 The backbone runs once per batch; MC dropout samples only the head (its dropout is the only
 stochastic layer the model was trained with), so K samples cost K small matmuls, not K
@@ -6,8 +8,8 @@ backbone passes.
 """
 from __future__ import annotations
 
-import functools
 import os
+import sys
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -16,7 +18,11 @@ import torch
 from tqdm import tqdm
 
 from hybridssl import export
+from hybridssl.apply.sources import SourceError, add_source_arguments, open_source
+from hybridssl.cli import int_at_least
 from hybridssl.schema import Schema, load_schema
+
+positive_int = int_at_least(1)
 
 
 class ModelError(ValueError):
@@ -79,18 +85,49 @@ def mc_dropout_rate(model: ExportedModel) -> float:
 
 
 def batches(dataset, batch_size: int, num_workers: int = 0, desc: str = "") -> Iterator[dict]:
-    """Every sample once, in order, batched, with a progress bar."""
-    from hybridssl.data import collate_samples
+    """Every sample once, in order, batched (the evaluation loader), with a progress bar."""
+    from hybridssl.data import make_eval_loader
 
     if len(dataset) == 0:
-        from hybridssl.apply.sources import SourceError
         raise SourceError(f"{desc or 'source'}: no galaxies to process (every catalog row rejected, or an "
                           "empty shard set)")
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=functools.partial(collate_samples, n_answers=getattr(dataset, "n_answers", None)))
-    yield from tqdm(loader, desc=desc, unit="batch", leave=False)
+    yield from tqdm(make_eval_loader(dataset, batch_size, num_workers), desc=desc, unit="batch", leave=False)
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def add_model_arguments(parser, mc_default: int) -> None:
+    parser.add_argument("--model", required=True, help="a `hybridssl export` directory with a Dirichlet head")
+    add_source_arguments(parser)
+    parser.add_argument("--mc-samples", type=positive_int, default=mc_default,
+                        help=f"MC-dropout samples of the head (default {mc_default}; 1 = dropout off)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (reruns match)")
+
+
+def open_model_and_source(args, what: str, min_samples: int = 1):
+    """(model, dataset) after the checks that can fail before any galaxy is processed."""
+    model = load_model(args.model, args.device)
+    model.require_head(what)
+    if args.mc_samples < min_samples:
+        raise ModelError(f"{what} needs --mc-samples >= {min_samples} (MC samples must be able to disagree), "
+                         f"got {args.mc_samples}")
+    if args.mc_samples > 1 and mc_dropout_rate(model) == 0:
+        raise ModelError(f"--mc-samples {args.mc_samples} needs head dropout, but the head of {args.model} has "
+                         "dropout 0: every MC sample would be the same" +
+                         ("" if min_samples > 1 else "; use --mc-samples 1"))
+    torch.manual_seed(args.seed)
+    dataset = open_source(args, model.schema, model.image_size)
+    rejected = getattr(dataset, "rejected", [])
+    if rejected:
+        print(f"{what}: skipping {len(rejected)} catalog rows (first: row {rejected[0].row}, "
+              f"{rejected[0].reason})", file=sys.stderr)
+    return model, dataset
+
+
+def concentration_batches(model, dataset, args, desc: str) -> Iterator[tuple[dict, np.ndarray]]:
+    """(batch, (K, B, n_answers) float64 concentrations) for every batch: one backbone pass, K head passes."""
+    for batch in batches(dataset, args.batch_size, args.workers, desc):
+        conc = model.concentrations(model.features(batch["image"]), args.mc_samples)
+        yield batch, conc.cpu().double().numpy()

@@ -5,24 +5,16 @@ mean averaged over MC samples), ``c_fraction_lo`` / ``c_fraction_hi`` (central `
 the fraction's Beta marginal, mixed over MC samples), and per question ``{question}_asked`` (the
 probability the decision tree reaches it, from the expected fractions). Rows are written batch
 by batch into a temp file renamed onto ``--out`` at the end.
-
-The helpers here (model + source checks, the concentration stream) are shared by ``calibrate``
-and ``acquire``.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from typing import Iterator
 
 import numpy as np
 
-from hybridssl.apply.sources import add_source_arguments
+from hybridssl.apply.inference import add_model_arguments, concentration_batches, open_model_and_source
 from hybridssl.atomic import atomic_path
-from hybridssl.cli import int_at_least
-
-positive_int = int_at_least(1)
 
 
 def open_fraction(text: str) -> float:
@@ -30,48 +22,6 @@ def open_fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {value}")
     return value
-
-
-def add_model_arguments(parser, mc_default: int) -> None:
-    parser.add_argument("--model", required=True, help="a `hybridssl export` directory with a Dirichlet head")
-    add_source_arguments(parser)
-    parser.add_argument("--mc-samples", type=positive_int, default=mc_default,
-                        help=f"MC-dropout samples of the head (default {mc_default}; 1 = dropout off)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (reruns match)")
-
-
-def open_model_and_source(args, what: str, min_samples: int = 1):
-    """(model, dataset) after the checks that can fail before any galaxy is processed."""
-    import torch
-
-    from hybridssl.apply.inference import ModelError, load_model, mc_dropout_rate
-    from hybridssl.apply.sources import open_source
-
-    model = load_model(args.model, args.device)
-    model.require_head(what)
-    if args.mc_samples < min_samples:
-        raise ModelError(f"{what} needs --mc-samples >= {min_samples} (MC samples must be able to disagree), "
-                         f"got {args.mc_samples}")
-    if args.mc_samples > 1 and mc_dropout_rate(model) == 0:
-        raise ModelError(f"--mc-samples {args.mc_samples} needs head dropout, but the head of {args.model} has "
-                         "dropout 0: every MC sample would be the same" +
-                         ("" if min_samples > 1 else "; use --mc-samples 1"))
-    torch.manual_seed(args.seed)
-    dataset = open_source(args, model.schema, model.image_size)
-    rejected = getattr(dataset, "rejected", [])
-    if rejected:
-        print(f"{what}: skipping {len(rejected)} catalog rows (first: row {rejected[0].row}, "
-              f"{rejected[0].reason})", file=sys.stderr)
-    return model, dataset
-
-
-def concentration_batches(model, dataset, args, desc: str) -> Iterator[tuple[dict, np.ndarray]]:
-    """(batch, (K, B, n_answers) float64 concentrations) for every batch: one backbone pass, K head passes."""
-    from hybridssl.apply.inference import batches
-
-    for batch in batches(dataset, args.batch_size, args.workers, desc):
-        conc = model.concentrations(model.features(batch["image"]), args.mc_samples)
-        yield batch, conc.cpu().double().numpy()
 
 
 def prediction_columns(schema, conc: np.ndarray, interval: float) -> dict[str, np.ndarray]:

@@ -89,9 +89,12 @@ def collate_samples(samples: list[dict], n_answers: Optional[int] = None) -> dic
             "meta": [s["meta"] for s in samples]}
 
 
-def make_eval_loader(dataset: IndexedShards, batch_size: int, num_workers: int = 0,
+def make_eval_loader(dataset: torch.utils.data.Dataset, batch_size: int, num_workers: int = 0,
                      pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """Sequential, no shuffling, no dropped tail: every sample exactly once per pass, in order."""
+    """Sequential, no shuffling, no dropped tail: every sample exactly once per pass, in order.
+    ``dataset``: :class:`IndexedShards` or any map-style dataset (or list) of its sample dicts; without
+    an ``n_answers`` attribute the vote width comes from the samples."""
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                        pin_memory=pin_memory and torch.cuda.is_available(),
-                                       collate_fn=functools.partial(collate_samples, n_answers=dataset.n_answers))
+                                       collate_fn=functools.partial(collate_samples,
+                                                                    n_answers=getattr(dataset, "n_answers", None)))
