@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 from omegaconf import MISSING, OmegaConf
 from tqdm import tqdm
 

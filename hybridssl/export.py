@@ -1,8 +1,9 @@
 """``hybridssl export CKPT_OR_RUN_DIR --out DIR``: the online backbone in timm's format.
 
 ``DIR/model.safetensors`` is the state dict of ``timm.create_model(arch, num_classes=0)``, so
-``timm.create_model(arch, pretrained=True, num_classes=0,
-pretrained_cfg_overlay=dict(file=DIR/"model.safetensors"))`` loads it; ``config.json`` says
+timm can load it straight from that local file through ``pretrained_cfg_overlay=dict(file=...)``
+(README, "Using an exported backbone"; the file replaces the hub source, nothing is downloaded)
+and :func:`load_backbone` does it with random init + ``load_state_dict``. ``config.json`` says
 what it is (architecture, features, input size, normalisation, schema, mode, pretrained_cfg).
 The Dirichlet head, when the mode trained one, goes to ``head.safetensors``. Nothing here
 unpickles: checkpoints load with ``weights_only=True``, exports are safetensors + JSON.

@@ -6,7 +6,6 @@ works; the numbers are not checked (they mean nothing at this size).
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

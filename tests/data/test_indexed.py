@@ -1,5 +1,4 @@
 """The read-once evaluation reader."""
-import collections
 import json
 import tarfile
 

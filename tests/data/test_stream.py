@@ -3,14 +3,13 @@ import collections
 import io
 import tarfile
 
-import numpy as np
 import pytest
 import torch
 from factories import write_shards
 
 from hybridssl.config import ConfigError, load_config
 from hybridssl.data import DataConfig, IndexedShards, build_train_loader, decode_image
-from hybridssl.shards import ShardError, decode_votes
+from hybridssl.shards import ShardError
 
 SCHEMA = "gz_evo_v0.1"
 
