@@ -70,20 +70,16 @@ def run(args) -> int:
           f"top {len(picks)} -> {args.out}")
     print(picks.head(5)[["rank", "id_str", "bald"]].to_string(index=False))
     if args.montage:
-        save_picks_montage(args, dataset, picks.head(32))
+        save_picks_montage(args, dataset, top[:32], picks.head(32))
         print(f"acquire: montage of the top {min(len(picks), 32)} -> {args.montage}")
     return 0
 
 
-def save_picks_montage(args, dataset, picks: pd.DataFrame) -> None:
-    from hybridssl.apply.montage import images_from_files, images_from_shards, save_montage
+def save_picks_montage(args, dataset, rows: np.ndarray, picks: pd.DataFrame) -> None:
+    """The top picks' images, read back from the source by row (its order is the ranking's)."""
+    from hybridssl.apply.montage import save_montage
 
-    ids = picks["id_str"].tolist()
-    if args.shards:
-        images = images_from_shards(args.shards, ids)
-    else:  # a catalog source: its rows know their image files
-        path_of = dict(zip(dataset.rows.ids, dataset.rows.paths))
-        images = images_from_files([path_of[i] for i in ids])
-    titles = [f"#{r} BALD {b:.3g}\n{i}" for r, b, i in zip(picks["rank"], picks["bald"], ids)]
+    images = [dataset[int(r)]["image"].permute(1, 2, 0).numpy() for r in rows]
+    titles = [f"#{r} BALD {b:.3g}\n{i}" for r, b, i in zip(picks["rank"], picks["bald"], picks["id_str"])]
     save_montage(args.montage, images, titles,
                  suptitle=f"Next galaxies for volunteers ({args.campaign} questions): highest BALD first")
