@@ -29,6 +29,7 @@ from data_prep.catalog import CatalogError, CatalogRows, load_rows
 from data_prep.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
 from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
+from hybridssl.locks import LockError, dir_lock
 from hybridssl.schema import load_schema
 from hybridssl.shards import (FORMAT_VERSION, MANIFEST, SHARD_PATTERN, ShardError, encode_key, encode_votes,
                               sha256_file)
@@ -174,7 +175,14 @@ def _write_rejected(out: Path, rejected: list[list]) -> None:
 
 
 def prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: str = "") -> PrepareResult:
-    """Shard ``catalog`` into ``out``; resumes an interrupted run into the same ``out``."""
+    """Shard ``catalog`` into ``out``; resumes an interrupted run into the same ``out``. One run
+    per ``out`` at a time: a second one raises :class:`LockError` instead of deleting the first
+    one's temp shards."""
+    with dir_lock(out, command or "hybridssl prepare"):
+        return _prepare(catalog, out, cfg, command)
+
+
+def _prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: str) -> PrepareResult:
     catalog, out = Path(catalog), Path(out)
     schema = load_schema(cfg.schema)
     rows, rejected, vote_cols = load_rows(
@@ -260,7 +268,7 @@ def run(args) -> int:
     command = _command(args)
     try:
         result = prepare(args.catalog, args.out, cfg, command)
-    except (CatalogError, ShardError) as e:
+    except (CatalogError, ShardError, LockError) as e:
         print(f"hybridssl prepare: error: {e}", file=sys.stderr)
         return 2
     except DiskWriteError as e:
