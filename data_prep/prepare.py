@@ -31,8 +31,8 @@ from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
 from hybridssl.locks import LockError, dir_lock
 from hybridssl.schema import load_schema
-from hybridssl.shards import (FORMAT_VERSION, MANIFEST, SHARD_PATTERN, ShardError, encode_key, encode_votes,
-                              sha256_file)
+from hybridssl.shards import (FORMAT_VERSION, MANIFEST, META_FIELDS, SHARD_PATTERN, ShardError, encode_key,
+                              encode_votes, sha256_file)
 
 REJECTED = "rejected.csv"
 # Settings that change shard contents: a re-run into the same directory must match them.
@@ -62,7 +62,9 @@ class PrepareConfig:
                   ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "1..100"),
                   ("image_size", self.image_size >= 8, ">= 8"),
                   ("shard_size", self.shard_size >= 1, ">= 1"),
-                  ("workers", self.workers >= 1, ">= 1")]
+                  ("workers", self.workers >= 1, ">= 1"),
+                  ("keep_columns", not set(self.keep_columns) & set(META_FIELDS),
+                   f"catalog columns other than the meta.json fields prepare writes itself {META_FIELDS}")]
         for key, ok, valid in checks:
             if not ok:
                 raise ConfigError(f"config key {key!r}: {getattr(self, key)!r} is not valid; valid: {valid}")
@@ -103,7 +105,9 @@ def _write_shard(task: dict) -> dict:
     path = task["out"] / task["name"]
     size, fmt, quality, stretch = task["image"]
     rejected, n = [], 0
-    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tw:
+    # PAX: ustar names stop at 100 bytes (an id of ~90 ASCII or ~11 CJK characters once escaped);
+    # tarfile writes a PAX header only for such a name, so other shards keep their ustar bytes.
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tw:
         for i, id_str in enumerate(task["ids"]):
             try:
                 image = prepare_image(task["paths"][i], size, fmt, quality, stretch)
