@@ -15,7 +15,11 @@ matches no schema answer is *unknown*: rows with votes in it are rejected, namin
 
 Votes are counts. A question whose answers are all missing (NaN) in a row was not asked of that
 galaxy and gets zero votes; a missing count beside real ones, or a negative, non-integer,
-infinite or non-numeric count rejects the row.
+infinite or non-numeric count rejects the row, as does one above 2**24 (votes are stored as
+float32, which holds whole counts exactly only up to there and overflows to inf past ~3.4e38).
+
+``keep_columns`` values go to JSON: dates and times as ISO 8601 text, list and array cells as
+JSON lists; a value JSON cannot hold (bytes, ...) is a :class:`CatalogError` naming the column.
 
 Rows are numbered from 0 in catalog order (``row`` in ``rejected.csv``). A rejected row is
 reported with its id and reason; a catalog-wide problem raises :class:`CatalogError`.
@@ -36,6 +40,7 @@ SIBLING_SUFFIXES = ("_fraction", "_debiased", "_concentration")
 SIBLING_NAMES = ("total-votes", "proportion_volunteers_asked")
 CAMPAIGN_COLUMN = "campaign"
 ROW_BLOCK = 50_000  # rows checked at a time
+MAX_VOTE = 2 ** 24  # the largest count float32 (votes.npy) stores exactly
 
 # GZ2 Hart+16 (task, answer) codes -> (question stem, answer) of the gz2 campaign in GZ-Evo.
 GZ2_HART16 = {
@@ -193,6 +198,8 @@ def _check_votes(df: pd.DataFrame, schema: Schema, vc: VoteColumns, reasons: dic
     finite = np.where(np.isfinite(raw), raw, 0.0)
     _first_bad(finite < 0, cell("negative vote"), reasons, offset)
     _first_bad(np.abs(finite - np.round(finite)) > 1e-6, cell("non-integer vote"), reasons, offset)
+    _first_bad(finite > MAX_VOTE, lambda r, j: f"vote {raw[r, j]:g} in column {cols[j]!r} is too large to "
+               f"store (float32 holds whole counts up to {MAX_VOTE:,})", reasons, offset)
     if vc.unknown:
         extra, _ = _numeric(df, vc.unknown)
         _first_bad(np.nan_to_num(extra) != 0,
@@ -232,6 +239,31 @@ def _plain(v):
     if v is None or (not isinstance(v, str) and pd.isna(v)):
         return None
     return v.item() if isinstance(v, np.generic) else v
+
+
+def _json_value(v):
+    """One ``keep_columns`` cell as a JSON value (see the module doc); TypeError if it has none."""
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
+    v = _plain(v)
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return v
+    if hasattr(v, "isoformat"):  # datetime, date, time, pandas Timestamp/Timedelta
+        return v.isoformat()
+    raise TypeError(type(v).__name__)
+
+
+def _keep_values(column: pd.Series, rows: np.ndarray) -> list:
+    out = []
+    for r, v in zip(rows, column.to_numpy(dtype=object)[rows]):
+        try:
+            out.append(_json_value(v))
+        except TypeError as e:
+            raise CatalogError(f"keep column {column.name!r}: row {r} holds a {e} value, which meta.json "
+                               "cannot store; convert that column to text or numbers, or leave it out") from None
+    return out
 
 
 def load_rows(path: str | Path, schema: Schema, *, id_column: str, path_column: str,
@@ -279,7 +311,6 @@ def load_rows(path: str | Path, schema: Schema, *, id_column: str, path_column: 
     rows = CatalogRows(rows=keep_idx, ids=[ids[r] for r in keep_idx], paths=[paths[r] for r in keep_idx],
                        campaigns=[campaigns[r] for r in keep_idx],
                        votes=None if votes is None else votes[keep_idx],
-                       keep={k: [_plain(v) for v in df[k].to_numpy(dtype=object)[keep_idx]]
-                             for k in keep_columns})
+                       keep={k: _keep_values(df[k], keep_idx) for k in keep_columns})
     rejected = [Rejection(r, ids[r], reasons[r]) for r in sorted(reasons)]
     return rows, rejected, vc

@@ -16,6 +16,14 @@ this stretch:
    without saturating the core; ``linear``: ``x`` unchanged;
 5. clipped to [0, 1] and scaled to 0..255. Bands map reddest to red: with three bands in
    g,r,z order, R = z, G = r, B = g. Rows are flipped so north is up, as in survey JPEGs.
+
+Images of more than 8 bits a channel (16-bit PNG or TIFF, RGB or grey; 32-bit or float TIFF)
+are read at full depth (OpenCV: Pillow keeps only the high byte of 16-bit RGB) and scaled
+linearly by the image's own maximum over all channels: ``round(255 * x / max)``. Dividing by
+257 (the full 16-bit range) would leave a 12- or 14-bit camera's image at 1/16 or 1/4 of the
+8-bit range, a few dozen grey levels; the per-image maximum keeps every 8-bit level, clips
+nothing, keeps zero at zero and the colour balance between channels, and matches the FITS
+path, which also scales each image by its own statistics.
 """
 from __future__ import annotations
 
@@ -84,12 +92,31 @@ def load_image(path: str | Path, fits_stretch: str = "asinh") -> np.ndarray:
         return _load_fits(path, fits_stretch)
     try:
         with Image.open(path) as im:
+            if _is_high_depth(im):
+                return _high_depth_rgb(path)
             im.load()  # decode now: truncated files fail here, not later
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ImageError(f"not a decodable image: {path} ({type(e).__name__})") from None
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt and truncated data
         raise ImageError(f"corrupt or truncated image: {path} ({e})") from None
+
+
+def _is_high_depth(im: Image.Image) -> bool:
+    """More than 8 bits a channel (read from the undecoded tile: 16-bit RGB opens as "RGB")."""
+    return im.mode in ("I", "F") or any(";16" in str(t.args) for t in im.tile)
+
+
+def _high_depth_rgb(path: Path) -> np.ndarray:
+    """A 16-bit (or wider) image as uint8 RGB, scaled by its own maximum (see the module doc)."""
+    import cv2  # only high-depth images pay for OpenCV
+    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise ImageError(f"corrupt or truncated image: {path} (high-depth image does not decode)")
+    a = a[..., 2::-1] if a.ndim == 3 and a.shape[-1] >= 3 else np.repeat(a.reshape(*a.shape[:2], -1)[..., :1], 3, -1)
+    a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(0, None)
+    top = a.max()
+    return (a * (255.0 / top) + 0.5).astype(np.uint8) if top > 0 else np.zeros(a.shape, np.uint8)
 
 
 def _load_fits(path: Path, stretch: str) -> np.ndarray:

@@ -29,9 +29,10 @@ from data_prep.catalog import CatalogError, CatalogRows, load_rows
 from data_prep.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
 from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
+from hybridssl.locks import LockError, dir_lock
 from hybridssl.schema import load_schema
-from hybridssl.shards import (FORMAT_VERSION, MANIFEST, SHARD_PATTERN, ShardError, encode_key, encode_votes,
-                              sha256_file)
+from hybridssl.shards import (FORMAT_VERSION, MANIFEST, META_FIELDS, SHARD_PATTERN, ShardError, encode_key,
+                              encode_votes, sha256_file)
 
 REJECTED = "rejected.csv"
 # Settings that change shard contents: a re-run into the same directory must match them.
@@ -61,7 +62,9 @@ class PrepareConfig:
                   ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "1..100"),
                   ("image_size", self.image_size >= 8, ">= 8"),
                   ("shard_size", self.shard_size >= 1, ">= 1"),
-                  ("workers", self.workers >= 1, ">= 1")]
+                  ("workers", self.workers >= 1, ">= 1"),
+                  ("keep_columns", not set(self.keep_columns) & set(META_FIELDS),
+                   f"catalog columns other than the meta.json fields prepare writes itself {META_FIELDS}")]
         for key, ok, valid in checks:
             if not ok:
                 raise ConfigError(f"config key {key!r}: {getattr(self, key)!r} is not valid; valid: {valid}")
@@ -102,7 +105,9 @@ def _write_shard(task: dict) -> dict:
     path = task["out"] / task["name"]
     size, fmt, quality, stretch = task["image"]
     rejected, n = [], 0
-    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tw:
+    # PAX: ustar names stop at 100 bytes (an id of ~90 ASCII or ~11 CJK characters once escaped);
+    # tarfile writes a PAX header only for such a name, so other shards keep their ustar bytes.
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tw:
         for i, id_str in enumerate(task["ids"]):
             try:
                 image = prepare_image(task["paths"][i], size, fmt, quality, stretch)
@@ -174,7 +179,14 @@ def _write_rejected(out: Path, rejected: list[list]) -> None:
 
 
 def prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: str = "") -> PrepareResult:
-    """Shard ``catalog`` into ``out``; resumes an interrupted run into the same ``out``."""
+    """Shard ``catalog`` into ``out``; resumes an interrupted run into the same ``out``. One run
+    per ``out`` at a time: a second one raises :class:`LockError` instead of deleting the first
+    one's temp shards."""
+    with dir_lock(out, command or "hybridssl prepare"):
+        return _prepare(catalog, out, cfg, command)
+
+
+def _prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: str) -> PrepareResult:
     catalog, out = Path(catalog), Path(out)
     schema = load_schema(cfg.schema)
     rows, rejected, vote_cols = load_rows(
@@ -260,7 +272,7 @@ def run(args) -> int:
     command = _command(args)
     try:
         result = prepare(args.catalog, args.out, cfg, command)
-    except (CatalogError, ShardError) as e:
+    except (CatalogError, ShardError, LockError) as e:
         print(f"hybridssl prepare: error: {e}", file=sys.stderr)
         return 2
     except DiskWriteError as e:

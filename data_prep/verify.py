@@ -8,7 +8,6 @@ its sample count matches, and every sample has a decodable ``image_size`` RGB im
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tarfile
 from dataclasses import dataclass, field
@@ -18,9 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.images import decode_image
-from hybridssl.shards import MANIFEST, ShardError, decode_key, decode_votes, read_manifest, sha256_file
+from hybridssl.shards import (MANIFEST, ShardError, decode_key, decode_votes, read_manifest, sha256_file,
+                              shard_entry_problem)
 
-_SHARD_NAME = re.compile(r"^shard-\d{6}\.tar$")
 _MAX_SAMPLE_PROBLEMS = 3  # per shard; the count says how many more
 
 
@@ -125,10 +124,12 @@ def verify(shard_dir: str | Path, progress: bool = True) -> VerifyReport:
     m = read_manifest(shard_dir)
     report = VerifyReport(n_shards=len(m["shards"]))
     owner: dict[str, str] = {}
+    names_seen: set = set()
     for entry in tqdm(m["shards"], desc="verify", unit="shard", disable=None if progress else True):
         name = str(entry.get("name"))
-        if not _SHARD_NAME.match(name):  # never open a path the manifest could point anywhere
-            report.bad[name] = ["not a shard file name (expected shard-NNNNNN.tar)"]
+        problem = shard_entry_problem(name, names_seen)
+        if problem:  # never open a path the manifest could point anywhere, nor a shard twice
+            report.bad.setdefault(name, []).append(problem)
             continue
         problems, ids = check_shard(shard_dir / name, entry, m)
         for i in ids:

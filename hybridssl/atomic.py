@@ -19,8 +19,11 @@ class DiskWriteError(OSError):
 def atomic_path(path: str | os.PathLike):
     """Yield a temp path in the target's directory; on success rename it onto ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:  # no space or no inodes left fails here already, before a byte is written
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(e, path) from e
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
     try:
@@ -31,11 +34,15 @@ def atomic_path(path: str | os.PathLike):
         _fsync_dir(path.parent)
     except OSError as e:
         _unlink(tmp)
-        raise DiskWriteError(e.errno, f"could not write {path} ({e.strerror or e}); "
-                             f"the previous {path.name}, if any, is intact") from e
+        raise _write_error(e, path) from e
     except BaseException:
         _unlink(tmp)
         raise
+
+
+def _write_error(e: OSError, path: Path) -> DiskWriteError:
+    return DiskWriteError(e.errno, f"could not write {path} ({e.strerror or e}); "
+                          f"the previous {path.name}, if any, is intact")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

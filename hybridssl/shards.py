@@ -22,7 +22,9 @@ import numpy as np
 
 MANIFEST = "manifest.json"
 SHARD_PATTERN = "shard-{:06d}.tar"
+SHARD_NAME = re.compile(r"^shard-\d{6}\.tar$")  # what SHARD_PATTERN writes: never a path elsewhere
 FORMAT_VERSION = 1
+META_FIELDS = ("id_str", "campaign", "source")  # in every meta.json; --keep-columns may not name them
 _SAFE = re.compile(r"[A-Za-z0-9_\-]")
 
 
@@ -84,7 +86,28 @@ def read_manifest(shard_dir: str | os.PathLike) -> dict:
     return m
 
 
+def shard_entry_problem(name, seen: set) -> str | None:
+    """Why a manifest may not list ``name`` (None if it may); adds it to ``seen``. A name outside
+    ``shard-NNNNNN.tar`` could point anywhere, and a shard listed twice is read twice."""
+    if not SHARD_NAME.match(str(name)):
+        return "not a shard file name (expected shard-NNNNNN.tar)"
+    if name in seen:
+        return "listed twice in the manifest"
+    seen.add(name)
+    return None
+
+
+def shard_names(m: dict, where) -> list[str]:
+    """The manifest's shard names, refused (ShardError) when one is unsafe or repeated."""
+    seen: set = set()
+    for s in m["shards"]:
+        problem = shard_entry_problem(s.get("name"), seen)
+        if problem:
+            raise ShardError(f"{where}/{MANIFEST}: shard {s.get('name')!r}: {problem}; "
+                             f"run `hybridssl verify {where}`")
+    return [s["name"] for s in m["shards"]]
+
+
 def shard_paths(shard_dir: str | os.PathLike) -> list[Path]:
     """Shard files listed in the manifest (only complete shards are ever listed)."""
-    m = read_manifest(shard_dir)
-    return [Path(shard_dir) / s["name"] for s in m["shards"]]
+    return [Path(shard_dir) / name for name in shard_names(read_manifest(shard_dir), shard_dir)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.faults import configs, corrupt, data, security, training
+from benchmarks.faults import configs, corrupt, data, data_guard, security, training
 from benchmarks.faults.harness import Ctx, Row
 
 FAULTS = {
@@ -25,6 +25,9 @@ FAULTS = {
     "distributed": [training.distributed_rank_kill],
     "disk_full": [training.disk_full_checkpoint, data.disk_full_shards],
     "security": [security.pickle_checkpoint, security.shell_urls, security.path_traversal],
+    "out_dir_guard": [data_guard.two_prepares, data_guard.out_is_a_file, data_guard.no_inodes],
+    "hostile_data": [data_guard.hostile_catalog, data_guard.keep_columns],
+    "tampered_manifests": [data_guard.tampered_manifests],
 }
 
 

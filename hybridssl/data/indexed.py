@@ -38,10 +38,20 @@ class IndexedShards(torch.utils.data.Dataset):
         self.n_answers = int(m.get("n_answers") or (schema.n_answers if schema else 0))
         self.shards = shard_paths(shard_dir)
         self.index = [entry for s, path in enumerate(self.shards) for entry in _index_tar(s, path)]
+        self._refuse_repeated_ids()
         if len(self.index) != m["n_samples"]:
             raise ShardError(f"{self.shard_dir / MANIFEST}: lists {m['n_samples']} samples, shards hold "
                              f"{len(self.index)}; run `hybridssl verify {self.shard_dir}`")
         self._files: dict = {}
+
+    def _refuse_repeated_ids(self) -> None:
+        """One galaxy twice (e.g. a shard copied under another name) would be predicted twice."""
+        first: dict = {}
+        for shard, key, _ in self.index:
+            if key in first:
+                raise ShardError(f"{self.shard_dir}: sample {key!r} is in {self.shards[first[key]].name} and again "
+                                 f"in {self.shards[shard].name}; run `hybridssl verify {self.shard_dir}`")
+            first[key] = shard
 
     def __len__(self) -> int:
         return len(self.index)

@@ -10,7 +10,7 @@ import webdataset as wds
 from hybridssl.config import ConfigError
 from hybridssl.data.tars import is_local
 from hybridssl.schema import Schema
-from hybridssl.shards import MANIFEST, ShardError, read_manifest
+from hybridssl.shards import MANIFEST, ShardError, read_manifest, shard_names
 
 
 @dataclass
@@ -39,6 +39,7 @@ def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -
     if m["schema_hash"] != schema.hash:
         raise ShardError(f"{label}: schema_hash {m['schema_hash']} ({m['schema']}) does not match "
                          f"schema {schema.name} (hash {schema.hash}); re-prepare or pick that schema")
+    shard_names(m, where)  # refuses names that leave the set, or a shard listed twice
     shards = [s for s in m["shards"] if s["n_samples"] > 0]
     if not shards:
         raise ShardError(f"{label}: no samples")
