@@ -63,7 +63,8 @@ def draw(n_test: int, n_probe: int, group_sizes: dict[str, int], n_draws: int, s
     rng = np.random.default_rng(seed)
 
     def counts(n):  # of a with-replacement resample of n items; float64 holds them (and their sums) exactly
-        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_draws).astype(np.float64)
+        picks = rng.integers(0, n, (n_draws, n)) + n * np.arange(n_draws)[:, None]  # row-offset item indices
+        return np.bincount(picks.ravel(), minlength=n_draws * n).reshape(n_draws, n).astype(np.float64)
 
     return Draws(counts(n_test), counts(n_probe), {g: counts(p) for g, p in group_sizes.items()})
 

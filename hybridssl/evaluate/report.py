@@ -126,9 +126,9 @@ def modes_markdown(modes: pd.DataFrame, diffs: pd.DataFrame, budgets: Sequence, 
                   f"{cfg.confidence:.0%} paired bootstrap over test galaxies, pretraining seeds and probe seeds "
                   f"({cfg.draws} draws). Modes sorted by measured mean over budgets; best of each row in bold.",
                   "", *lines, ""]
-        d = diffs[diffs.protocol == protocol]
-        if d.empty:
+        if diffs.empty:  # a single mode
             continue
+        d = diffs[diffs.protocol == protocol]
         pairs = list(dict.fromkeys(zip(d.group, d.versus)))
         d = d.set_index(["budget", "group", "versus"])
         lines = ["| labels | " + " | ".join(f"{a} − {v}" for a, v in pairs) + " |", "|---:|" + "---:|" * len(pairs)]
@@ -156,7 +156,7 @@ def results_markdown(summary: pd.DataFrame, modes: pd.DataFrame, diffs: pd.DataF
     return "\n".join(parts)
 
 
-def plot_label_curve(modes: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:
+def plot_label_curve(modes: pd.DataFrame, path: str | os.PathLike, confidence: float, title: str = "") -> None:
     """Accuracy vs number of labels (log x), one line per mode and protocol with its bootstrap band."""
     import matplotlib
     matplotlib.use("Agg")
@@ -169,18 +169,17 @@ def plot_label_curve(modes: pd.DataFrame, path: str | os.PathLike, title: str = 
     for (group, protocol), g in curves.groupby(["group", "protocol"], sort=False):
         g = g.sort_values("n_labels")
         ax.plot(g.n_labels, g.accuracy_mean, styles.get(protocol, "-"), color=colours[group], marker="o", ms=3,
-                label=f"{group} {protocol} ({g.n_pretrain_seeds.iloc[0]} pretraining seeds)")
+                label=f"{group} {protocol} (pretraining seeds: {g.n_pretrain_seeds.iloc[0]})")
         ax.fill_between(g.n_labels.astype(float), g.accuracy_lo, g.accuracy_hi, color=colours[group], alpha=0.12,
                         lw=0)
     ax.set_xscale("log")
-    ticks = sorted(curves.n_labels.unique())
+    ticks = sorted(int(n) for n in curves.n_labels.unique())
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
-    ax.set_xlabel("training labels")
+    ax.set_xlabel(f"training labels\nmean of {modes.n_probe_seeds.iloc[0]} probe seeds x pretraining seeds; band: "
+                  f"{confidence:.0%} paired bootstrap over test galaxies and seeds", fontsize=8)
     ax.set_ylabel(f"accuracy on {modes.n_test.iloc[0]} test galaxies")
     ax.set_title(title, fontsize=10)
-    ax.text(0.01, 0.01, f"mean of {modes.n_probe_seeds.iloc[0]} probe seeds x pretraining seeds; band: 95% paired "
-            "bootstrap over test galaxies and seeds", transform=ax.transAxes, fontsize=7, va="bottom")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -197,7 +196,9 @@ def write_reports(out_dir: str | os.PathLike, cells: list[dict], budgets: Sequen
     out = Path(out_dir)
     summary = summary_table(cells, budgets)
     mode_rows, diff_rows = compare_groups(cells, y_test, budgets, cfg)
-    modes, diffs = pd.DataFrame(mode_rows), pd.DataFrame(diff_rows)
+    # n_labels is empty on the mean-over-budgets rows: keep the others whole numbers
+    modes, diffs = (df.astype({"n_labels": "Int64"}) if len(df) else df
+                    for df in (pd.DataFrame(mode_rows), pd.DataFrame(diff_rows)))  # one mode: no differences
     paths = {k: out / f for k, f in [("json", "results.json"), ("csv", "results.csv"),
                                       ("modes_csv", "results_modes.csv"), ("differences_csv", "results_differences.csv"),
                                       ("md", "results.md"), ("png", "label_curve.png")]}
@@ -208,7 +209,7 @@ def write_reports(out_dir: str | os.PathLike, cells: list[dict], budgets: Sequen
     atomic_write_text(paths["modes_csv"], modes.assign(backbones=modes.backbones.str.join(" ")).to_csv(index=False))
     atomic_write_text(paths["differences_csv"], diffs.to_csv(index=False))
     atomic_write_text(paths["md"], results_markdown(summary, modes, diffs, budgets, cfg, title, notes))
-    plot_label_curve(modes, paths["png"], title=title)
+    plot_label_curve(modes, paths["png"], cfg.confidence, title=title)
     return paths
 
 
