@@ -1,7 +1,10 @@
-"""Benchmark outputs: the resumable cell log, and results.json/.csv/.md + label_curve.png.
+"""Benchmark outputs: the resumable cell log, and results.json/.csv/.md, results_modes.csv,
+results_differences.csv + label_curve.png.
 
-``cells.jsonl`` gets one line per finished (backbone, protocol, budget, seed) cell, flushed
-and fsynced as it finishes, so a killed run loses at most the cell it was computing.
+``cells.jsonl`` gets one line per finished (backbone, protocol, budget, seed) cell, with its
+prediction for every test galaxy, flushed and fsynced as it finishes, so a killed run loses at
+most the cell it was computing. The headline tables are by mode (``bootstrap``); the per-backbone
+tables follow them.
 """
 from __future__ import annotations
 
