@@ -58,7 +58,8 @@ def test_budget_larger_than_train_split_is_an_error_naming_the_key(tmp_path, tas
 
 
 @pytest.mark.parametrize("override, key", [("protocols=[linear,probe]", "protocols"), ("seeds=[1,1]", "seeds"),
-                                           ("label_column=bar", "label_column"), ("train_split=fit", "train_split")])
+                                           ("label_column=bar", "label_column"), ("train_split=fit", "train_split"),
+                                           ("bootstrap.confidence=1.5", "bootstrap.confidence")])
 def test_other_bad_settings_name_their_key(tmp_path, task, bb, override, key):
     with pytest.raises(ConfigError, match=key):
         benchmark(_cfg(tmp_path, task, {"scratch": bb}, override))
