@@ -3,8 +3,12 @@
 The grid is backbone x seed x label budget x protocol. Per backbone, frozen features are
 extracted once (and cached on disk); per seed, one stratified ordering of the training split
 gives nested budgets. Each finished cell is appended to ``out_dir/cells.jsonl``; a re-run
-with the same settings skips it, so a killed benchmark resumes where it stopped. At the end
-``results.json/.csv/.md`` and ``label_curve.png`` are written and the table is printed.
+with the same settings skips it, so a killed benchmark resumes where it stopped. A cell keeps
+its prediction for every test galaxy, so the reports can bootstrap over test galaxies: backbones
+named ``MODE_seedK`` are grouped into one mode, and every mode's accuracy and every paired
+difference between modes gets an interval over test galaxies, pretraining seeds and probe seeds
+(``hybridssl.evaluate.bootstrap``). At the end ``results.json/.csv/.md``, ``results_modes.csv``,
+``results_differences.csv`` and ``label_curve.png`` are written and the tables are printed.
 
 A budget larger than the training split is a ``ConfigError`` naming ``budgets`` (not clamped
 to ``all``), so every column of the table is the experiment its name says.
@@ -33,6 +37,7 @@ from tqdm import tqdm
 import hybridssl
 from hybridssl import export
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
+from hybridssl.evaluate.bootstrap import BootstrapConfig, groups
 from hybridssl.evaluate.features import backbone_hash, extract_features, read_meta
 from hybridssl.evaluate.finetune import FinetuneConfig, finetune
 from hybridssl.evaluate.metrics import classification_scores
@@ -65,6 +70,7 @@ class BenchmarkConfig:
     linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     knn: KnnConfig = field(default_factory=KnnConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
     def validate(self) -> None:
         if not self.backbones:
@@ -76,6 +82,9 @@ class BenchmarkConfig:
             raise ConfigError(f"config key 'seeds': {self.seeds} must be a non-empty list of distinct integers")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"config key 'device': {self.device!r}; valid choices: cpu, cuda, auto")
+        if self.bootstrap.draws < 1 or not 0 < self.bootstrap.confidence < 1:
+            raise ConfigError(f"config keys 'bootstrap.draws' ({self.bootstrap.draws}) and 'bootstrap.confidence' "
+                              f"({self.bootstrap.confidence}) must be >= 1 and between 0 and 1")
 
 
 @dataclass
@@ -171,7 +180,8 @@ def run_grid(cfg: BenchmarkConfig, task: Task, backbones: dict) -> list[dict]:
     for name, seed, budget, protocol in grid:
         fp = fingerprint(name, protocol)
         prior = done.get((name, protocol, str(budget), seed))
-        if prior is not None and prior.get("fingerprint") == fp:
+        # a cell logged before per-galaxy predictions were kept is redone: the bootstrap needs them
+        if prior is not None and prior.get("fingerprint") == fp and "test_pred" in prior:
             cells.append(prior)
             bar.update()
             continue
@@ -196,6 +206,7 @@ def run_grid(cfg: BenchmarkConfig, task: Task, backbones: dict) -> list[dict]:
         cell = {"backbone": name, "protocol": protocol, "budget": budget, "seed": seed,
                 "n_labels": budget_size(budget, len(task.train_rows)), "fingerprint": fp,
                 "scores": classification_scores(probs, task.y[task.test_rows]), "info": info,
+                "test_pred": probs.argmax(1).tolist(),  # per test galaxy, for the bootstrap
                 "seconds": round(time.perf_counter() - start, 3)}
         append_cell(out, cell)
         cells.append(cell)
@@ -231,8 +242,11 @@ def benchmark(cfg: BenchmarkConfig) -> dict[str, Path]:
     prov = provenance(cfg, task, backbones)
     notes = [f"Task `{cfg.label_column}` ({', '.join(task.classes)}) from `{cfg.task}`: {len(task.train_rows)} train / "
              f"{len(task.test_rows)} test galaxies; seeds {list(cfg.seeds)}; protocols {', '.join(cfg.protocols)}.",
-             "Backbones: " + ", ".join(f"{n} ({b['architecture']}, {b['mode']})" for n, b in backbones.items()) + "."]
-    return write_reports(cfg.out_dir, cells, cfg.budgets, prov, cfg.title, notes)
+             "Backbones: " + ", ".join(f"{n} ({b['architecture']}, {b['mode']})" for n, b in backbones.items()) + ".",
+             "Modes (backbones named MODE_seedK are the pretraining seeds of MODE): "
+             + "; ".join(f"{g} = {', '.join(m)}" for g, m in groups(backbones).items()) + "."]
+    return write_reports(cfg.out_dir, cells, cfg.budgets, task.y[task.test_rows], cfg.bootstrap, prov, cfg.title,
+                         notes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

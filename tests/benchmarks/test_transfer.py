@@ -9,6 +9,7 @@ from backbone_factory import SCHEMA, write_export
 from factories import write_shards
 from hybridssl.cli import main
 from hybridssl.config import ConfigError, config_dir, load_config
+from hybridssl.evaluate.report import cell_key
 
 import benchmarks.transfer as transfer
 from benchmarks.transfer import BenchmarkConfig, benchmark
@@ -57,7 +58,8 @@ def test_budget_larger_than_train_split_is_an_error_naming_the_key(tmp_path, tas
 
 
 @pytest.mark.parametrize("override, key", [("protocols=[linear,probe]", "protocols"), ("seeds=[1,1]", "seeds"),
-                                           ("label_column=bar", "label_column"), ("train_split=fit", "train_split")])
+                                           ("label_column=bar", "label_column"), ("train_split=fit", "train_split"),
+                                           ("bootstrap.confidence=1.5", "bootstrap.confidence")])
 def test_other_bad_settings_name_their_key(tmp_path, task, bb, override, key):
     with pytest.raises(ConfigError, match=key):
         benchmark(_cfg(tmp_path, task, {"scratch": bb}, override))
@@ -90,10 +92,13 @@ def test_end_to_end_all_protocols_two_backbones(tmp_path, task, capsys):
              and c["budget"] == 4]
     assert row.accuracy_mean == pytest.approx(np.mean(seeds)) and row.n_seeds == 2
     md = paths["md"].read_text()
-    table = md.split("## accuracy", 1)[1].split("##", 1)[0]
+    table = md.split("## Per backbone: accuracy", 1)[1].split("##", 1)[0]
     body = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| labels")]
     assert [line.split("|")[1].strip() for line in body] == ["4", "all (32)"]
     assert all("**" in line for line in body)  # best of each row marked
+    for protocol in ("linear probe (frozen features)", "kNN (frozen features)", "fine-tuned backbone"):
+        assert f"## {protocol}: accuracy by mode" in md and f"## {protocol}: paired differences" in md
+    assert "on 16 test galaxies, mean of 2 probe seeds" in md and "95% paired bootstrap" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -103,8 +108,10 @@ def test_rerun_skips_finished_cells_and_redoes_only_missing_or_changed(tmp_path,
     log = tmp_path / "bench" / "cells.jsonl"
     lines = log.read_text().splitlines()
     assert len(lines) == 8
-    # a run killed after 5 cells, the 6th torn mid-write
-    log.write_text("\n".join(lines[:5]) + "\n" + lines[5][:30])
+    # a run killed after 5 cells, the 6th torn mid-write; the 1st logged before per-galaxy predictions were kept
+    old = json.loads(lines[0])
+    del old["test_pred"]
+    log.write_text("\n".join([json.dumps(old), *lines[1:5]]) + "\n" + lines[5][:30])
     calls = []
     for name in ("linear_probe", "knn_probe"):
         real = getattr(transfer, name)
@@ -113,9 +120,9 @@ def test_rerun_skips_finished_cells_and_redoes_only_missing_or_changed(tmp_path,
                         lambda *a, _real=transfer.extract_features, **k: calls.append("features") or _real(*a, **k))
     paths = benchmark(cfg)
     assert sorted(c for c in calls if c != "features") == sorted(
-        json.loads(line)["protocol"] + "_probe" for line in lines[5:])
+        json.loads(line)["protocol"] + "_probe" for line in [lines[0], *lines[5:]])
     assert len(json.loads(paths["json"].read_text())["cells"]) == 8
-    assert len(log.read_text().splitlines()) == 8  # the torn line is gone, nothing duplicated
+    assert len({cell_key(json.loads(line)) for line in log.read_text().splitlines()}) == 8  # torn line gone
 
     calls.clear()
     benchmark(cfg)
@@ -126,6 +133,40 @@ def test_rerun_skips_finished_cells_and_redoes_only_missing_or_changed(tmp_path,
                                                   "protocols=[linear,knn]", "linear.Cs=[0.5]"])
     benchmark(changed)
     assert sorted(calls) == ["features"] + ["linear_probe"] * 4  # knn cells still valid; features from cache
+
+
+def test_pretraining_seeds_are_grouped_by_mode_with_paired_intervals_in_every_results_file(tmp_path, task, capsys):
+    scratch = write_export(tmp_path / "scratch", image_size=32, seed=0)
+    backbones = {"hybrid_seed0": write_export(tmp_path / "h0", image_size=32, seed=1),
+                 "hybrid_seed1": write_export(tmp_path / "h1", image_size=32, seed=2),
+                 "scratch": scratch, "copy": scratch}  # the same backbone twice: a difference of exactly 0
+    assert main(["benchmark", "--config", str(DEMO), f"task={task}", f"out_dir={tmp_path / 'bench'}",
+                 "batch_size=16", "budgets=[4,all]", "seeds=[0,1]", "protocols=[linear]", "bootstrap.draws=300",
+                 *[f"backbones.{k}={v}" for k, v in backbones.items()]]) == 0
+    out, bench = capsys.readouterr().out, tmp_path / "bench"
+    doc = json.loads((bench / "results.json").read_text())
+    modes = pd.read_csv(bench / "results_modes.csv", keep_default_na=False)
+    diffs = pd.read_csv(bench / "results_differences.csv", keep_default_na=False)
+    for rows, table in ((doc["modes"], modes), (doc["differences"], diffs)):
+        assert len(rows) == len(table) and set(rows[0]) == set(table.columns)
+    assert set(modes.budget) == {"4", "all", "mean"} and set(modes.n_test) == {16}
+    hybrid = modes[modes.group == "hybrid"]
+    assert set(hybrid.backbones) == {"hybrid_seed0 hybrid_seed1"} and set(hybrid.n_pretrain_seeds) == {2}
+    cells = [c for c in doc["cells"] if c["backbone"].startswith("hybrid") and c["budget"] == 4]
+    assert hybrid[hybrid.budget == "4"].accuracy_mean.item() == pytest.approx(
+        np.mean([c["scores"]["accuracy"] for c in cells]))
+    ranked = list(dict.fromkeys(modes.group))
+    means = modes[modes.budget == "mean"].set_index("group").accuracy_mean
+    assert list(means[ranked]) == sorted(means, reverse=True)  # order as measured
+    same = diffs[(diffs.group == "copy") & (diffs.versus == "scratch")]
+    assert len(same) == 3 and (same[["difference_mean", "difference_lo", "difference_hi", "fraction_above_0"]]
+                               == 0).all().all()
+    assert {(g, v) for g, v in zip(diffs.group, diffs.versus) if v == "scratch"} == {("hybrid", "scratch"),
+                                                                                       ("copy", "scratch")}
+    assert all("test_pred" not in c for c in doc["cells"])  # per-galaxy predictions stay in cells.jsonl
+    logged = [json.loads(line) for line in (bench / "cells.jsonl").read_text().splitlines()]
+    assert all(len(c["test_pred"]) == 16 for c in logged)
+    assert "hybrid (2 pretraining seeds)" in out and "hybrid − scratch" in out and "mean over budgets" in out
 
 
 def test_real_images_smooth_vs_featured_through_prepare(tmp_path, capsys):
