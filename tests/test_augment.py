@@ -19,7 +19,7 @@ def batch(n=6, size=32, seed=0):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_views_shapes_dtypes_devices(device):
-    views = TwoViews(load_augment_config("byol", SMALL))
+    views = TwoViews(load_augment_config("galaxy", SMALL))
     v1, v2 = views(batch().to(device))
     for v in (v1, v2):
         assert v.shape == (6, 3, 24, 24) and v.dtype == torch.float32 and v.device.type == device
@@ -30,7 +30,7 @@ def test_views_shapes_dtypes_devices(device):
 def test_parameters_are_drawn_per_sample():
     torch.manual_seed(0)
     same = batch(1).repeat(8, 1, 1, 1)  # eight copies of one image
-    v1, v2 = TwoViews(load_augment_config("byol", SMALL))(same)
+    v1, v2 = TwoViews(load_augment_config("galaxy", SMALL))(same)
     for v in (v1, v2):
         flat = v.flatten(1)
         distinct = {tuple(torch.round(r * 1e3).tolist()) for r in flat}
@@ -48,7 +48,7 @@ def test_asymmetric_solarize_probability_per_view():
 
 
 def test_crop_larger_than_image_names_the_key_at_first_call():
-    views = TwoViews(load_augment_config("byol", ["crop_size=64", "resize_size=64"]))
+    views = TwoViews(load_augment_config("galaxy", ["crop_size=64", "resize_size=64"]))
     with pytest.raises(ConfigError, match=r"augment.crop_size \(64\) is larger than the images \(32 px\)"):
         views(batch(2, size=32))
 
@@ -59,12 +59,12 @@ def test_crop_larger_than_image_names_the_key_at_first_call():
                                            ("crop_scale=[0.9,0.3]", "augment.crop_scale")])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
-        load_augment_config("byol", [override])
+        load_augment_config("galaxy", [override])
 
 
 def test_non_uint8_input_is_refused():
     with pytest.raises(ValueError, match="uint8"):
-        TwoViews(load_augment_config("byol", SMALL))(batch().float())
+        TwoViews(load_augment_config("galaxy", SMALL))(batch().float())
 
 
 def test_eval_transform_is_deterministic_resize_and_centre_crop():

@@ -30,7 +30,7 @@ def recorded(monkeypatch):
 def test_momentum_schedule_counts_optimizer_steps(tiny_config, recorded, accumulate):
     steps = 4
     cfg = tiny_config("mode=byol", f"trainer.max_steps={steps}", f"trainer.accumulate_grad_batches={accumulate}",
-                      "model.momentum_start=0.9")
+                      "optim.target_momentum_start=0.9")
     ckpt = load_checkpoint(pretrain(cfg))
     assert recorded["batches"] == steps * accumulate
     expected = [cosine_schedule(k, steps, 0.9, 1.0) for k in range(steps)]
