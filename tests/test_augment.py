@@ -94,3 +94,38 @@ def test_augment_preview_help_lists_options(capsys):
     text = capsys.readouterr().out
     for opt in ("--shards", "--out", "--config", "--n", "--seed"):
         assert opt in text
+
+
+def test_galaxy_preset_is_the_papers_recipe_without_blur():
+    cfg = load_augment_config("galaxy")
+    assert (cfg.crop_scale, cfg.crop_ratio) == ([0.3, 0.85], [0.8, 1.2])
+    assert (cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, cfg.jitter_p) == (0.4, 0.4, 0.4, 0.1, 0.8)
+    assert cfg.greyscale_p == 0.3 and cfg.blur_p == [0.0, 0.0] and cfg.solarize_p == [0.0, 0.0]
+    imagenet = load_augment_config("byol_imagenet")
+    assert imagenet.blur_p == [1.0, 0.1] and imagenet.solarize_p == [0.0, 0.2]
+
+
+def test_head_view_is_view_one_before_blur_and_solarisation():
+    plain = ["crop_size=32", "resize_size=32", "blur_kernel=5", "mean=[0,0,0]", "std=[1,1,1]"]
+    x = batch(4)
+    v1, _, head = TwoViews(load_augment_config("minimal", plain + ["blur_p=[1.0,0.0]", "blur_sigma=[2,2]"])) \
+        .with_head_view(x)
+    f = x.float() / 255
+    assert torch.allclose(head, f, atol=1e-5)  # minimal preset: the image itself, unblurred
+    assert not torch.allclose(v1, f, atol=1e-2)  # while BYOL's view 1 is blurred
+    v1, _, head = TwoViews(load_augment_config("minimal", plain + ["solarize_p=[1.0,0.0]"])).with_head_view(x)
+    assert torch.allclose(head, f, atol=1e-5) and torch.allclose(v1, torch.where(f >= 0.5, 1 - f, f), atol=1e-5)
+    v1, _, head = TwoViews(load_augment_config("galaxy", SMALL)).with_head_view(batch(4, size=32))
+    assert head is v1  # never distorted: the head can share view 1's features
+
+
+def test_pretrain_command_line_swaps_the_recipe_and_keeps_the_sizes(capsys):
+    rc = cli.main(["pretrain", "--config", "demo", "--print-config", "mode=scratch", "augment=byol_imagenet",
+                   "augment.greyscale_p=0.5"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    from omegaconf import OmegaConf
+    aug = OmegaConf.create(text).augment
+    assert list(aug.blur_p) == [1.0, 0.1] and list(aug.solarize_p) == [0.0, 0.2]  # byol_imagenet's recipe
+    assert aug.crop_size == 64 and aug.blur_kernel == 7  # demo.yaml's sizes stay
+    assert aug.greyscale_p == 0.5  # later overrides still win
