@@ -193,7 +193,7 @@ class LightlyBYOL(pl.LightningModule):
         return self.projection_head_momentum(self.backbone_momentum(x).flatten(start_dim=1)).detach()
 
     def training_step(self, batch, batch_idx):
-        m = cosine_schedule(self.global_step, self.cfg.trainer.max_steps, self.cfg.model.momentum_start, 1.0)
+        m = cosine_schedule(self.global_step, self.cfg.trainer.max_steps, self.cfg.optim.target_momentum_start, 1.0)
         update_momentum(self.backbone, self.backbone_momentum, m=m)
         update_momentum(self.projection_head, self.projection_head_momentum, m=m)
         layout = torch.channels_last if self.cfg.model.channels_last else torch.contiguous_format
@@ -322,9 +322,9 @@ def tv2_view(cfg, view: int) -> v2.Compose:
                              interpolation=bilinear, antialias=False),
         v2.RandomApply([v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)], p=cfg.jitter_p),
         v2.RandomGrayscale(cfg.greyscale_p),
+        v2.RandomApply([v2.GaussianNoise(sigma=cfg.noise_std)], p=cfg.noise_p),
         v2.RandomApply([v2.GaussianBlur(cfg.blur_kernel, tuple(cfg.blur_sigma))], p=cfg.blur_p[view]),
         v2.RandomSolarize(0.5, p=cfg.solarize_p[view]),
-        v2.RandomApply([v2.GaussianNoise(sigma=cfg.noise_std)], p=cfg.noise_p),
         v2.Normalize(list(cfg.mean), list(cfg.std)),
     ])
 

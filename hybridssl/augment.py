@@ -1,9 +1,11 @@
 """Two BYOL views from one uint8 batch, on the training device, with Kornia.
 
-Every probability is explicit in the preset (``configs/augment/byol.yaml``) because Kornia's
-defaults (e.g. blur p=0.5, grayscale p=0.1) are not BYOL's. Parameters are drawn per sample.
-Blur and solarize take one probability per view (BYOL's asymmetry: blur 1.0 / 0.1, solarize
-0.0 / 0.2); everything else is shared. Rotation covers the full circle: galaxies have no "up".
+Every probability is explicit in the presets (``configs/augment/galaxy.yaml``, the default: the
+hybrid paper's recipe, no blur; ``byol_imagenet.yaml``: BYOL's, with blur and solarisation)
+because Kornia's defaults (e.g. blur p=0.5, grayscale p=0.1) are not BYOL's. Parameters are
+drawn per sample. Blur and solarize take one probability per view (BYOL's asymmetry: blur
+1.0 / 0.1, solarize 0.0 / 0.2); everything else is shared. Rotation covers the full circle:
+galaxies have no "up".
 
 ``hybridssl augment-preview`` saves a grid: originals, view 1, view 2 (one row each).
 """
@@ -87,37 +89,60 @@ def _as_float(images: torch.Tensor) -> torch.Tensor:
 
 
 class TwoViews(nn.Module):
-    """``forward(uint8 (B,3,H,W)) -> (view1, view2)``, float32 normalised, ``crop_size`` square."""
+    """``forward(uint8 (B,3,H,W)) -> (view1, view2)``, float32 normalised, ``crop_size`` square.
+
+    Each view is the shared recipe (rotation, flips, crop, colour, greyscale, noise) then, where
+    its probability is not 0, blur and solarisation: distortions for BYOL only. The Dirichlet head
+    reads view 1 *before* them (``with_head_view``, ``head_view``): votes describe the galaxy as
+    seen, not a blurred or solarised one.
+    """
 
     def __init__(self, cfg: AugmentConfig):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
         self._checked_size = None
-        self.view1, self.view2 = (self._pipeline(cfg, v) for v in (0, 1))
-
-    @staticmethod
-    def _pipeline(cfg: AugmentConfig, view: int) -> K.AugmentationSequential:
-        s = cfg.crop_size
-        return K.AugmentationSequential(
+        self.recipe = K.AugmentationSequential(
             K.RandomRotation(tuple(cfg.rotation_degrees), p=cfg.rotation_p),
             K.RandomHorizontalFlip(p=cfg.hflip_p),
             K.RandomVerticalFlip(p=cfg.vflip_p),
-            K.RandomResizedCrop((s, s), scale=tuple(cfg.crop_scale), ratio=tuple(cfg.crop_ratio), p=1.0),
+            K.RandomResizedCrop((cfg.crop_size,) * 2, scale=tuple(cfg.crop_scale), ratio=tuple(cfg.crop_ratio), p=1.0),
             K.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, p=cfg.jitter_p),
             K.RandomGrayscale(p=cfg.greyscale_p),
+            K.RandomGaussianNoise(mean=0.0, std=cfg.noise_std, p=cfg.noise_p),
+        )
+        self.distortions = nn.ModuleList(self._distortions(cfg, v) for v in (0, 1))
+        self.normalize = K.Normalize(mean=torch.tensor(cfg.mean), std=torch.tensor(cfg.std), p=1.0)
+
+    @staticmethod
+    def _distortions(cfg: AugmentConfig, view: int) -> nn.Module:
+        if cfg.blur_p[view] == 0 and cfg.solarize_p[view] == 0:
+            return nn.Identity()
+        return K.AugmentationSequential(
             K.RandomGaussianBlur(cfg.blur_kernel, tuple(cfg.blur_sigma), p=cfg.blur_p[view]),
             K.RandomSolarize(thresholds=0.0, additions=0.0, p=cfg.solarize_p[view]),  # threshold exactly 0.5
-            K.RandomGaussianNoise(mean=0.0, std=cfg.noise_std, p=cfg.noise_p),
-            K.Normalize(mean=torch.tensor(cfg.mean), std=torch.tensor(cfg.std), p=1.0),
         )
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _undistorted(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] != self._checked_size:  # image size is only known at the first batch
             self.cfg.check_image_size(min(images.shape[-2:]))
             self._checked_size = images.shape[-1]
-        x = _as_float(images)
-        return self.view1(x), self.view2(x)
+        return self.recipe(_as_float(images))
+
+    def with_head_view(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(view1, view2, head view): view 1 before blur and solarisation, the very ``view1``
+        tensor when view 1 never gets them (then its backbone features can be shared)."""
+        clean1, clean2 = self._undistorted(images), self._undistorted(images)
+        v1 = self.normalize(self.distortions[0](clean1))
+        v2 = self.normalize(self.distortions[1](clean2))
+        return v1, v2, (v1 if isinstance(self.distortions[0], nn.Identity) else self.normalize(clean1))
+
+    def head_view(self, images: torch.Tensor) -> torch.Tensor:
+        """One undistorted view: what the Dirichlet head reads in supervised mode."""
+        return self.normalize(self._undistorted(images))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.with_head_view(images)[:2]
 
 
 class EvalTransform(nn.Module):
@@ -136,17 +161,28 @@ class EvalTransform(nn.Module):
         return self.pipeline(_as_float(images))
 
 
-def load_augment_config(name_or_path: str = "byol", overrides=()) -> AugmentConfig:
-    """A shipped preset by name (``byol``, ``minimal``) or a YAML path."""
+def load_augment_config(name_or_path: str = "galaxy", overrides=()) -> AugmentConfig:
+    """A shipped preset by name (``galaxy``, ``byol_imagenet``, ``minimal``) or a YAML path."""
     from hybridssl.config import load_config, resolve_config_path
     return load_config(AugmentConfig, resolve_config_path(name_or_path, "augment"), overrides)
+
+
+# set by the data and the backbone, not by the recipe: swapping the recipe keeps them
+SIZE_KEYS = ("crop_size", "resize_size", "blur_kernel", "mean", "std")
+
+
+def recipe_overrides(name_or_path: str, section: str = "augment") -> list[str]:
+    """``section.key=value`` overrides that set every recipe key (all but ``SIZE_KEYS``) of a preset:
+    how ``hybridssl pretrain ... augment=byol_imagenet`` swaps a run's recipe."""
+    cfg = load_augment_config(name_or_path)
+    return [f"{section}.{k}={getattr(cfg, k)}" for k in AugmentConfig.__dataclass_fields__ if k not in SIZE_KEYS]
 
 
 # -- hybridssl augment-preview --------------------------------------------------------------------
 def add_arguments(parser) -> None:
     parser.add_argument("--shards", required=True, help="shard-set directory to take images from")
     parser.add_argument("--out", required=True, help="output PNG path")
-    parser.add_argument("--config", default="byol", help="augment preset name or YAML path (default: byol)")
+    parser.add_argument("--config", default="galaxy", help="augment preset name or YAML path (default: galaxy)")
     parser.add_argument("--n", type=int, default=8, help="number of images (columns), default 8")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the views, default 0")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. crop_size=128")

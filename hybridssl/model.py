@@ -13,18 +13,16 @@ from dataclasses import dataclass
 
 import timm
 import torch
-from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from omegaconf import MISSING
 from torch import nn
 
 from hybridssl.heads import DirichletHead
-from hybridssl.losses import dirichlet_multinomial_loss
+from hybridssl.losses import byol_loss, dirichlet_multinomial_loss
 from hybridssl.schema import Schema
 
 MODES = ("hybrid", "byol", "supervised", "scratch")
-WEIGHTINGS = ("magnitude_matched", "fixed")
 
 
 @dataclass
@@ -35,7 +33,6 @@ class ModelConfig:
     projection_hidden_dim: int = MISSING  # BYOL paper 4096, the hybrid paper's code 1024
     projection_dim: int = MISSING
     prediction_hidden_dim: int = MISSING
-    momentum_start: float = MISSING       # target momentum at step 0; cosine to 1 at the last step
     head_dropout: float = MISSING
 
 
@@ -64,7 +61,6 @@ class HybridModel(nn.Module):
             self.target_projection = copy.deepcopy(self.projection)
             deactivate_requires_grad(self.target_backbone)
             deactivate_requires_grad(self.target_projection)
-            self.negative_cosine = NegativeCosineSimilarity()
         if uses_votes(mode):
             self.head = DirichletHead(width, n_answers, cfg.head_dropout)
 
@@ -76,18 +72,16 @@ class HybridModel(nn.Module):
         """Pooled online-backbone features (B, num_features)."""
         return self.backbone(x)
 
-    def byol_loss(self, f1: torch.Tensor, f2: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
-        """Symmetric BYOL loss, each direction 2 - 2 cos(prediction, target projection), summed.
-
-        ``f1``/``f2`` are the online features of views ``v1``/``v2`` (computed once by the
-        caller and shared with the Dirichlet head). Range [0, 8].
+    def byol_loss(self, features: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """``hybridssl.losses.byol_loss`` of a batch's two views, stacked: ``views`` is
+        ``cat([view1, view2])`` and ``features`` the online backbone's output for it (computed once
+        by the caller and shared with the Dirichlet head). Online heads and target network each
+        run both views in one pass, so their BatchNorm layers see the same rows. Range [0, 8].
         """
-        p1 = self.prediction(self.projection(f1))
-        p2 = self.prediction(self.projection(f2))
+        p1, p2 = self.prediction(self.projection(features)).chunk(2)
         with torch.no_grad():
-            z1 = self.target_projection(self.target_backbone(v1))
-            z2 = self.target_projection(self.target_backbone(v2))
-        return (2 + 2 * self.negative_cosine(p1, z2)) + (2 + 2 * self.negative_cosine(p2, z1))
+            z1, z2 = self.target_projection(self.target_backbone(views)).chunk(2)
+        return byol_loss(p1, p2, z1, z2)
 
     def supervised_loss(self, features: torch.Tensor, votes: torch.Tensor, has_votes: torch.Tensor,
                         schema: Schema) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -107,26 +101,3 @@ class HybridModel(nn.Module):
         """EMA of the online backbone and projection into the target (BYOL's momentum encoder)."""
         update_momentum(self.backbone, self.target_backbone, momentum)
         update_momentum(self.projection, self.target_projection, momentum)
-
-
-def combine_losses(byol: torch.Tensor | None, sup: torch.Tensor | None, weighting: str,
-                   weight: float) -> torch.Tensor:
-    """The training objective of every mode.
-
-    ``magnitude_matched`` (the hybrid paper's code): the supervised term rescaled to the BYOL
-    loss's magnitude, times ``weight``; the ratio is detached so it only sets the gradient scale.
-    ``fixed``: ``byol + weight * sup``. With one term missing, the other alone.
-    """
-    if byol is None and sup is None:
-        raise ValueError("combine_losses needs at least one of byol and sup")
-    if sup is None:
-        return byol
-    if byol is None:
-        return sup
-    if weighting == "fixed":
-        return byol + weight * sup
-    if weighting == "magnitude_matched":
-        denom = sup.detach()
-        ratio = torch.where(denom > 0, byol.detach() / denom.clamp_min(1e-12), torch.zeros_like(denom))
-        return byol + weight * ratio * sup
-    raise ValueError(f"loss.weighting {weighting!r}: choose one of {WEIGHTINGS}")

@@ -19,7 +19,7 @@ def batch(n=6, size=32, seed=0):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_views_shapes_dtypes_devices(device):
-    views = TwoViews(load_augment_config("byol", SMALL))
+    views = TwoViews(load_augment_config("galaxy", SMALL))
     v1, v2 = views(batch().to(device))
     for v in (v1, v2):
         assert v.shape == (6, 3, 24, 24) and v.dtype == torch.float32 and v.device.type == device
@@ -30,7 +30,7 @@ def test_views_shapes_dtypes_devices(device):
 def test_parameters_are_drawn_per_sample():
     torch.manual_seed(0)
     same = batch(1).repeat(8, 1, 1, 1)  # eight copies of one image
-    v1, v2 = TwoViews(load_augment_config("byol", SMALL))(same)
+    v1, v2 = TwoViews(load_augment_config("galaxy", SMALL))(same)
     for v in (v1, v2):
         flat = v.flatten(1)
         distinct = {tuple(torch.round(r * 1e3).tolist()) for r in flat}
@@ -48,7 +48,7 @@ def test_asymmetric_solarize_probability_per_view():
 
 
 def test_crop_larger_than_image_names_the_key_at_first_call():
-    views = TwoViews(load_augment_config("byol", ["crop_size=64", "resize_size=64"]))
+    views = TwoViews(load_augment_config("galaxy", ["crop_size=64", "resize_size=64"]))
     with pytest.raises(ConfigError, match=r"augment.crop_size \(64\) is larger than the images \(32 px\)"):
         views(batch(2, size=32))
 
@@ -59,12 +59,12 @@ def test_crop_larger_than_image_names_the_key_at_first_call():
                                            ("crop_scale=[0.9,0.3]", "augment.crop_scale")])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
-        load_augment_config("byol", [override])
+        load_augment_config("galaxy", [override])
 
 
 def test_non_uint8_input_is_refused():
     with pytest.raises(ValueError, match="uint8"):
-        TwoViews(load_augment_config("byol", SMALL))(batch().float())
+        TwoViews(load_augment_config("galaxy", SMALL))(batch().float())
 
 
 def test_eval_transform_is_deterministic_resize_and_centre_crop():
@@ -94,3 +94,38 @@ def test_augment_preview_help_lists_options(capsys):
     text = capsys.readouterr().out
     for opt in ("--shards", "--out", "--config", "--n", "--seed"):
         assert opt in text
+
+
+def test_galaxy_preset_is_the_papers_recipe_without_blur():
+    cfg = load_augment_config("galaxy")
+    assert (cfg.crop_scale, cfg.crop_ratio) == ([0.3, 0.85], [0.8, 1.2])
+    assert (cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, cfg.jitter_p) == (0.4, 0.4, 0.4, 0.1, 0.8)
+    assert cfg.greyscale_p == 0.3 and cfg.blur_p == [0.0, 0.0] and cfg.solarize_p == [0.0, 0.0]
+    imagenet = load_augment_config("byol_imagenet")
+    assert imagenet.blur_p == [1.0, 0.1] and imagenet.solarize_p == [0.0, 0.2]
+
+
+def test_head_view_is_view_one_before_blur_and_solarisation():
+    plain = ["crop_size=32", "resize_size=32", "blur_kernel=5", "mean=[0,0,0]", "std=[1,1,1]"]
+    x = batch(4)
+    v1, _, head = TwoViews(load_augment_config("minimal", plain + ["blur_p=[1.0,0.0]", "blur_sigma=[2,2]"])) \
+        .with_head_view(x)
+    f = x.float() / 255
+    assert torch.allclose(head, f, atol=1e-5)  # minimal preset: the image itself, unblurred
+    assert not torch.allclose(v1, f, atol=1e-2)  # while BYOL's view 1 is blurred
+    v1, _, head = TwoViews(load_augment_config("minimal", plain + ["solarize_p=[1.0,0.0]"])).with_head_view(x)
+    assert torch.allclose(head, f, atol=1e-5) and torch.allclose(v1, torch.where(f >= 0.5, 1 - f, f), atol=1e-5)
+    v1, _, head = TwoViews(load_augment_config("galaxy", SMALL)).with_head_view(batch(4, size=32))
+    assert head is v1  # never distorted: the head can share view 1's features
+
+
+def test_pretrain_command_line_swaps_the_recipe_and_keeps_the_sizes(capsys):
+    rc = cli.main(["pretrain", "--config", "demo", "--print-config", "mode=scratch", "augment=byol_imagenet",
+                   "augment.greyscale_p=0.5"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    from omegaconf import OmegaConf
+    aug = OmegaConf.create(text).augment
+    assert list(aug.blur_p) == [1.0, 0.1] and list(aug.solarize_p) == [0.0, 0.2]  # byol_imagenet's recipe
+    assert aug.crop_size == 64 and aug.blur_kernel == 7  # demo.yaml's sizes stay
+    assert aug.greyscale_p == 0.5  # later overrides still win

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks.faults.harness import (Ctx, Row, complete_tar, galaxy_image, image_bytes, kill_group,
+from benchmarks.faults.harness import (Ctx, Row, complete_tar, galaxy_image, image_bytes, kill_landed,
                                        rejected_text, save_catalog, says_disk_full, shard_ids, write_catalog)
 from hybridssl.shards import sha256_file
 
@@ -38,14 +38,14 @@ def labelled_shards(ctx: Ctx):
 
 # -- SIGKILL during prepare ---------------------------------------------------------------------
 def _kill_after(ctx: Ctx, p, out, target: int) -> tuple[int, bool]:
-    """SIGKILL ``p`` once ``target`` shard files exist (plus a random few ms); shards seen."""
+    """SIGKILL ``p`` once ``target`` shard files exist (plus a random few ms): shards seen, and
+    whether ``p`` had finished before the kill (then the kill injected nothing)."""
     def done():
         return len(list(out.glob("shard-*.tar"))) if out.exists() else 0
     while p.poll() is None and done() < target:
         time.sleep(0.005)
     time.sleep(float(ctx.rng.uniform(0, 0.05)))
-    finished = p.poll() is not None
-    kill_group(p)
+    finished = not kill_landed(p)
     return done(), finished
 
 
@@ -71,10 +71,11 @@ def prepare_sigkill(ctx: Ctx) -> list[Row]:
         dup, missing = len(ids) - len(set(ids)), len(expected - set(ids))
         rewritten = [x for x in out.glob("shard-*.tar") if x.name in before and x.stat().st_mtime_ns != before[x.name][0]]
         changed = sum(sha256_file(x) != before[x.name][1] for x in rewritten)
-        ok = rerun.rc == 0 and verify.rc == 0 and dup == 0 and missing == 0 and not rerun.traceback and not changed
+        ok = (not finished and rerun.rc == 0 and verify.rc == 0 and dup == 0 and missing == 0
+              and not rerun.traceback and not changed)  # a kill after the end tested nothing
         survived += ok
         lost += dup + missing
-        notes.append(f"try {t}: killed {'after it finished' if finished else f'with {seen}/{n_shards} shard files on disk'}"
+        notes.append(f"try {t}: killed {'after it finished (not counted)' if finished else f'with {seen}/{n_shards} shard files on disk'}"
                      f"; re-run rc={rerun.rc}, verify rc={verify.rc}, {dup} duplicate / {missing} missing ids,"
                      f" {len(rewritten)} shard(s) finished but not yet in the manifest rewritten, {changed} of them"
                      " with different bytes" + ("" if ok else f" [{rerun.tail()} {verify.tail()}]"))

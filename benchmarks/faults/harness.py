@@ -114,6 +114,13 @@ def kill_group(p: subprocess.Popen) -> None:
     p.wait()
 
 
+def kill_landed(p: subprocess.Popen) -> bool:
+    """SIGKILL the command's group; True only when that kill ended it. A command that had already
+    exited (on its own, or between a check and the kill) was not killed: no fault was injected."""
+    kill_group(p)
+    return p.returncode == -signal.SIGKILL
+
+
 def descendants(pid: int) -> list[int]:
     """Child pids, recursively (from /proc; no psutil needed)."""
     out = []

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.faults.data import labelled_shards
-from benchmarks.faults.harness import (Ctx, Row, child_env, descendants, kill_group, says_disk_full,
-                                       torchrun_cmd)
+from benchmarks.faults.harness import (Ctx, Row, child_env, descendants, kill_group, kill_landed,
+                                       says_disk_full, torchrun_cmd)
 from hybridssl.config import config_dir
 
 CKPT_GLOB = "*.ckpt"  # hybridssl.train writes OUT_DIR/checkpoints/stepNNNNNNNN.ckpt
@@ -125,9 +125,7 @@ def _kill_at_step(ctx: Ctx, p, run: Path, target: int, step_s: float, limit: flo
             and time.monotonic() - t0 < limit:
         time.sleep(0.01)
     time.sleep(float(ctx.rng.uniform(0, step_s)))
-    finished = p.poll() is not None
-    kill_group(p)
-    return not finished
+    return kill_landed(p)
 
 
 def pretrain_sigkill(ctx: Ctx) -> list[Row]:
@@ -147,10 +145,11 @@ def pretrain_sigkill(ctx: Ctx) -> list[Row]:
         end = final_step(run)
         _, bad_after = load_steps(run)
         gap = weight_gap(run, base) if end == expected else float("nan")
-        ok = resume.rc == 0 and not bad and not bad_after and end == expected and not resume.traceback
+        # a kill that came after the run ended tested nothing: the try does not count as survived
+        ok = killed and resume.rc == 0 and not bad and not bad_after and end == expected and not resume.traceback
         survived += ok
         lost += len(bad) + len(bad_after) + abs((end or 0) - expected)
-        notes.append(f"try {t}: killed {f'after step {at} was saved' if killed else 'after the run ended'},"
+        notes.append(f"try {t}: killed {f'after step {at} was saved' if killed else 'after the run ended (not counted)'},"
                      f" {len(steps)} checkpoint(s) all load with weights_only=True"
                      f"{'' if not bad else ' EXCEPT ' + str(bad)}; resume rc={resume.rc}, final step {end}"
                      f" (uninterrupted: {expected}), largest weight difference to the uninterrupted run {gap:.1e}"

@@ -1,4 +1,6 @@
-"""Supervised losses on Galaxy Zoo votes (the self-supervised BYOL loss comes from lightly)."""
+"""The training losses: BYOL (self-supervised), Dirichlet-multinomial on Galaxy Zoo votes, and
+how the two combine."""
+from hybridssl.losses.byol import byol_loss, mean_cosine
 from hybridssl.losses.dirichlet import (
     campaign_losses,
     campaign_voted_galaxies,
@@ -8,12 +10,17 @@ from hybridssl.losses.dirichlet import (
     reduce_over_voted,
     validate_counts,
 )
+from hybridssl.losses.weighting import WEIGHTINGS, combine_losses
 
 __all__ = [
+    "WEIGHTINGS",
+    "byol_loss",
     "campaign_losses",
     "campaign_voted_galaxies",
+    "combine_losses",
     "dirichlet_multinomial_loss",
     "dirichlet_multinomial_nll",
+    "mean_cosine",
     "question_totals",
     "reduce_over_voted",
     "validate_counts",

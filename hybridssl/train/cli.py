@@ -14,15 +14,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pretrain YAML (configs/pretrain/<name>.yaml) or a shipped name: demo, gz_evo")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, e.g. mode=byol trainer.max_steps=20 out_dir=runs/x "
-                             "resume=auto 'data.labelled=[shards/labelled]'")
+                             "resume=auto 'data.labelled=[shards/labelled]'; augment=PRESET swaps the "
+                             "augmentation recipe (configs/augment/) and keeps the run's sizes")
     parser.add_argument("--print-config", action="store_true", help="print the merged config and exit")
 
 
 def run(args) -> int:
+    from hybridssl.augment import recipe_overrides
     from hybridssl.train.config import PretrainConfig
 
+    overrides = [o for arg in args.overrides
+                 for o in (recipe_overrides(arg.partition("=")[2]) if arg.startswith("augment=") else [arg])]
     # the config is checked before Lightning is imported, so a typo fails in a second, not 15
-    cfg = load_config(PretrainConfig, resolve_config_path(args.config, "pretrain"), args.overrides)
+    cfg = load_config(PretrainConfig, resolve_config_path(args.config, "pretrain"), overrides)
     if args.print_config:
         print(to_yaml(cfg))
         return 0

@@ -9,7 +9,8 @@ from omegaconf import MISSING
 from hybridssl.augment import AugmentConfig
 from hybridssl.config import ConfigError
 from hybridssl.data import DataConfig
-from hybridssl.model import MODES, WEIGHTINGS, ModelConfig, uses_votes
+from hybridssl.losses import WEIGHTINGS
+from hybridssl.model import MODES, ModelConfig, uses_votes
 
 OPTIMIZERS = ("adamw", "lars")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
@@ -31,6 +32,7 @@ class OptimConfig:
     final_lr_fraction: float = MISSING  # cosine decays the lr to base * fraction at the last step
     betas: List[float] = field(default_factory=lambda: MISSING)  # adamw
     momentum: float = MISSING         # lars
+    target_momentum_start: float = MISSING  # BYOL target EMA at step 0; cosine to 1 at the last step
 
 
 @dataclass
@@ -66,10 +68,8 @@ class PretrainConfig:
 
     def validate(self) -> None:
         _choice("mode", self.mode, MODES)
-        # One data section serves every mode: supervised reads votes only, and the labelled
-        # fraction of a batch only means something when both kinds of shard sets are given.
-        if self.mode == "supervised":
-            self.data.unlabelled = []
+        # One data section serves every mode (supervised reads the same batches and trains on
+        # their labelled rows); the labelled fraction only means something with both kinds of sets.
         if not self.data.unlabelled:
             self.data.labelled_fraction = 1.0
         elif not self.data.labelled:
@@ -90,8 +90,8 @@ class PretrainConfig:
         for key in ("max_steps", "accumulate_grad_batches", "log_every_n_steps", "checkpoint_every_n_steps"):
             if getattr(self.trainer, key) < 1 and not (key == "max_steps" and self.mode == "scratch"):
                 raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self.trainer, key)}")
-        if not 0.0 <= self.model.momentum_start <= 1.0:
-            raise ConfigError(f"model.momentum_start must be in [0, 1], got {self.model.momentum_start}")
+        if not 0.0 <= self.optim.target_momentum_start <= 1.0:
+            raise ConfigError(f"optim.target_momentum_start must be in [0, 1], got {self.optim.target_momentum_start}")
         if self.optim.warmup_steps < 0:  # a warm-up longer than a short run just never ends: allowed
             raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")
         if self.resume not in ("never", "auto") and not self.resume.endswith(".ckpt"):

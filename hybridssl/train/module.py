@@ -8,8 +8,8 @@ import torch
 
 from hybridssl.augment import TwoViews
 from hybridssl.config import to_dict
-from hybridssl.losses import campaign_losses, campaign_voted_galaxies, dirichlet_multinomial_nll
-from hybridssl.model import HybridModel, combine_losses, uses_byol, uses_votes
+from hybridssl.losses import campaign_losses, campaign_voted_galaxies, combine_losses, dirichlet_multinomial_nll
+from hybridssl.model import HybridModel, uses_byol, uses_votes
 from hybridssl.schema import Schema
 from hybridssl.train.config import PretrainConfig
 from hybridssl.train.optim import build_optimizer, build_scheduler, scaled_lr, target_momentum
@@ -25,7 +25,7 @@ class PretrainModule(pl.LightningModule):
         if cfg.model.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.augment = TwoViews(cfg.augment)
-        self.momentum = cfg.model.momentum_start if uses_byol(cfg.mode) else None
+        self.momentum = cfg.optim.target_momentum_start if uses_byol(cfg.mode) else None
         self.skipped_samples = 0  # corrupt samples the stream skipped on this rank, whole run
         self._last_batch_end = None
 
@@ -34,16 +34,22 @@ class PretrainModule(pl.LightningModule):
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.model.channels_last else x
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        v1, v2 = (self._layout(v) for v in self.augment(batch["image"]))
         byol = sup = conc = None
+        # The head reads the batch's labelled rows (its first data.n_labelled) in hybrid and in
+        # supervised mode alike: both train on the same votes per step, at the same learning rate.
+        n = self.cfg.data.n_labelled
         if uses_byol(self.cfg.mode):
-            # both views in one forward pass: one larger batch is faster than two
-            f1, f2 = self.model.features(torch.cat([v1, v2])).chunk(2)
-            byol = self.model.byol_loss(f1, f2, v1, v2)
-        else:
-            f1 = self.model.features(v1)
+            v1, v2, head_view = self.augment.with_head_view(batch["image"])
+            views = self._layout(torch.cat([v1, v2]))  # one pass for both views: faster than two
+            features = self.model.features(views)
+            byol = self.model.byol_loss(features, views)
+            if uses_votes(self.cfg.mode):  # the head shares view 1's features unless it was blurred or solarised
+                head_features = features[:n] if head_view is v1 else self.model.features(self._layout(head_view[:n]))
+        else:  # supervised (scratch never trains)
+            head_features = self.model.features(self._layout(self.augment.head_view(batch["image"][:n])))
         if uses_votes(self.cfg.mode):
-            sup, conc = self.model.supervised_loss(f1, batch["votes"], batch["has_votes"], self.schema)
+            sup, conc = self.model.supervised_loss(head_features, batch["votes"][:n], batch["has_votes"][:n],
+                                                   self.schema)
         loss = combine_losses(byol, sup, self.cfg.loss.weighting, self.cfg.loss.supervised_weight)
         self._log_step(batch, loss, byol, sup, conc)
         return loss
@@ -78,9 +84,9 @@ class PretrainModule(pl.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
-        global_batch = (self.cfg.data.batch_size * self.trainer.world_size
-                        * self.trainer.accumulate_grad_batches)
-        optimizer = build_optimizer(self.model, self.cfg.optim, scaled_lr(self.cfg.optim.base_lr, global_batch))
+        lr = scaled_lr(self.cfg.optim.base_lr, self.cfg.data.batch_size, self.trainer.world_size,
+                       self.trainer.accumulate_grad_batches)
+        optimizer = build_optimizer(self.model, self.cfg.optim, lr)
         scheduler = build_scheduler(optimizer, self.cfg.optim, self.cfg.trainer.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -91,7 +97,7 @@ class PretrainModule(pl.LightningModule):
         if uses_byol(self.cfg.mode):
             # global_step still counts the steps before this one, so it is this step's 0-based index
             self.momentum = target_momentum(self.global_step, self.cfg.trainer.max_steps,
-                                            self.cfg.model.momentum_start)
+                                            self.cfg.optim.target_momentum_start)
             self.model.update_target(self.momentum)
 
     # -- checkpoint contents ----------------------------------------------------------------------

@@ -10,9 +10,10 @@ from torch import nn
 from hybridssl.train.config import OptimConfig
 
 
-def scaled_lr(base_lr: float, global_batch: int) -> float:
-    """The linear scaling rule: ``base_lr`` is the rate for a global batch of 256."""
-    return base_lr * global_batch / 256
+def scaled_lr(base_lr: float, batch_size: int, world_size: int = 1, accumulate: int = 1) -> float:
+    """The linear scaling rule: ``base_lr`` is the rate for a global batch (per-rank batch x ranks x
+    accumulated batches) of 256."""
+    return base_lr * batch_size * world_size * accumulate / 256
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
@@ -33,5 +34,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_step
 
 
 def target_momentum(step: int, max_steps: int, start: float) -> float:
-    """BYOL's target momentum after optimizer step ``step`` (0-based): cosine from ``start`` to 1."""
+    """BYOL's target momentum after optimizer step ``step`` (0-based): cosine from ``start``
+    (``optim.target_momentum_start``) to 1 at the last step."""
     return cosine_schedule(min(step, max_steps), max_steps, start, 1.0)

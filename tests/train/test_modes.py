@@ -58,9 +58,9 @@ def test_scratch_checkpoints_the_random_init_without_training(tiny_config):
     assert ckpt["hybridssl"]["export"]["mode"] == "scratch"
 
 
-def test_supervised_reads_votes_only(tiny_config):
-    cfg = tiny_config("mode=supervised")
-    assert cfg.data.unlabelled == [] and cfg.data.labelled_fraction == 1.0
+def test_supervised_reads_the_same_data_section_as_hybrid(tiny_config):
+    sup, hyb = tiny_config("mode=supervised").data, tiny_config("mode=hybrid").data
+    assert sup == hyb and sup.n_labelled == round(sup.batch_size * sup.labelled_fraction) < sup.batch_size
 
 
 @pytest.mark.parametrize("override, names", [
@@ -86,3 +86,41 @@ def test_resume_never_refuses_to_mix_runs(tiny_config):
     pretrain(tiny_config("mode=scratch"))
     with pytest.raises(ConfigError, match="resume=auto"):
         pretrain(tiny_config("mode=scratch", "resume=never"))
+
+
+@pytest.fixture
+def head_inputs(monkeypatch):
+    """The votes the Dirichlet head is trained on, per step."""
+    from hybridssl.model import HybridModel
+    seen, supervised_loss = [], HybridModel.supervised_loss
+
+    def record(self, features, votes, has_votes, schema):
+        seen.append(votes[has_votes].clone())
+        return supervised_loss(self, features, votes, has_votes, schema)
+    monkeypatch.setattr(HybridModel, "supervised_loss", record)
+    return seen
+
+
+def test_hybrid_and_supervised_train_on_the_same_labelled_rows(tiny_config, head_inputs, tmp_path):
+    """Equal votes per step: supervised reads the hybrid batches and keeps their labelled rows."""
+    runs = {}
+    for mode in ("hybrid", "supervised"):
+        head_inputs.clear()
+        pretrain(tiny_config(f"mode={mode}", "trainer.max_steps=3", "data.labelled_fraction=0.5",
+                             out_dir=tmp_path / mode))
+        runs[mode] = list(head_inputs)
+    assert [v.shape[0] for v in runs["supervised"]] == [4, 4, 4]  # round(batch 8 x 0.5)
+    for a, b in zip(runs["hybrid"], runs["supervised"]):
+        assert torch.equal(a, b)
+
+
+def test_head_reads_view_one_before_blur(tiny_config, monkeypatch, tmp_path):
+    """With a blurring recipe the head gets its own pass over the undistorted labelled rows."""
+    from hybridssl.model import HybridModel
+    rows, features = [], HybridModel.features
+    monkeypatch.setattr(HybridModel, "features", lambda self, x: rows.append(x.shape[0]) or features(self, x))
+    pretrain(tiny_config("mode=hybrid", "trainer.max_steps=1", "augment.blur_p=[1.0,0.1]"))
+    assert rows == [16, 4]  # both views of 8 images, then the 4 labelled rows' undistorted view 1
+    rows.clear()
+    pretrain(tiny_config("mode=hybrid", "trainer.max_steps=1", out_dir=tmp_path / "galaxy"))
+    assert rows == [16]  # the galaxy recipe never blurs: the head shares view 1's features
