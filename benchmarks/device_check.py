@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import logging
 import os
 import shutil
@@ -29,7 +28,6 @@ import pytorch_lightning as pl
 import torch
 
 from benchmarks import throughput as tp
-from hybridssl.atomic import atomic_write_text
 from hybridssl.schema import load_schema
 from hybridssl.train.module import PretrainModule
 
@@ -194,11 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     record = run(a)
     record["elapsed_s"] = time.perf_counter() - t0
     record["machine"] = tp.machine_state()
-    out = a.out or tp.RESULTS / f"throughput-{record['device']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(record, indent=1) + "\n")
-    print(summary(record))
-    print(f"wrote {out} ({record['elapsed_s']:.0f} s)")
+    tp.write_record(record, a.out, summary(record))
     return 0
 
 
