@@ -494,12 +494,17 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.throughput", *(sys.argv[1:] if argv is None else argv)])
     record.update(elapsed_s=time.perf_counter() - t0, loadavg_start=load0, command=command,
                   created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    out = a.out or RESULTS / f"throughput-{record['device']}.json"
+    write_record(record, a.out, table(record))
+    return 0
+
+
+def write_record(record: dict, out: Path | None, text: str) -> None:
+    """The JSON to ``out`` (default ``results/throughput-<device>.json``), then the table."""
+    out = out or RESULTS / f"throughput-{record['device']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(record, indent=1) + "\n")
-    print(table(record))
+    print(text)
     print(f"wrote {out} ({record['elapsed_s']:.0f} s)")
-    return 0
 
 
 if __name__ == "__main__":

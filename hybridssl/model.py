@@ -84,16 +84,16 @@ class HybridModel(nn.Module):
         return byol_loss(p1, p2, z1, z2)
 
     def supervised_loss(self, features: torch.Tensor, votes: torch.Tensor, has_votes: torch.Tensor,
-                        schema: Schema) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Dirichlet-multinomial loss on the rows with votes; returns (loss, concentrations of those rows).
+                        schema: Schema) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dirichlet-multinomial loss on the rows with votes; returns (loss, concentrations of every row).
 
-        The head runs on every row so its parameters are always in the graph (DDP needs that on
-        a rank whose batch happens to have no votes); such a batch gives an exact 0.
+        Rows without votes get all-zero counts, which the loss's reduction leaves out of the sum
+        and the mean (``reduce_over_voted``): a mask instead of ``any()`` and boolean indexing, so
+        the step never waits for the GPU. The head runs on every row, so its parameters are always
+        in the graph (DDP needs that on a rank whose batch has no votes); such a batch gives an exact 0.
         """
         conc = self.head(features)
-        if not bool(has_votes.any()):
-            return conc.sum() * 0.0, None
-        conc, votes = conc[has_votes], votes[has_votes]
+        votes = votes * has_votes.unsqueeze(1).to(votes.dtype)
         return dirichlet_multinomial_loss(conc, votes, schema, validate=False), conc
 
     @torch.no_grad()

@@ -63,11 +63,15 @@ def test_supervised_loss_uses_only_rows_with_votes(models):
     feats = torch.randn(6, m.num_features)
     votes, has = votes_batch(3, 3)
     loss, conc = m.supervised_loss(feats, votes, has, SCHEMA)
-    assert loss.item() > 0 and conc.shape == (3, SCHEMA.n_answers)
+    assert loss.item() > 0 and conc.shape == (6, SCHEMA.n_answers)
     # rows without votes do not change the loss
     feats2 = feats.clone()
     feats2[3:] = torch.randn(3, m.num_features) * 10
     torch.testing.assert_close(m.supervised_loss(feats2, votes, has, SCHEMA)[0], loss)
+    # has_votes decides, not the counts: counts in rows marked unvoted are masked out
+    votes2 = votes.clone()
+    votes2[3:] = votes[:3]
+    torch.testing.assert_close(m.supervised_loss(feats, votes2, has, SCHEMA)[0], loss)
 
 
 def test_no_votes_gives_exact_zero_still_in_the_graph(models):
@@ -75,7 +79,7 @@ def test_no_votes_gives_exact_zero_still_in_the_graph(models):
     m.zero_grad(set_to_none=True)
     votes, has = votes_batch(0, 4)
     loss, conc = m.supervised_loss(torch.randn(4, m.num_features), votes, has, SCHEMA)
-    assert conc is None and loss.item() == 0.0
+    assert conc.shape == (4, SCHEMA.n_answers) and loss.item() == 0.0
     loss.backward()
     assert torch.count_nonzero(m.head.linear.weight.grad) == 0  # present (DDP needs it) and zero
 

@@ -49,8 +49,24 @@ def add_source_arguments(parser: argparse.ArgumentParser, required: bool = True)
     parser.add_argument("--id-column", default="id_str", help="catalog id column (with --catalog)")
     parser.add_argument("--path-column", default="file_loc", help="catalog image-path column (with --catalog)")
     parser.add_argument("--batch-size", type=int, default=128, help="galaxies per forward pass")
-    parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--workers", type=workers_arg, default="auto",
+                        help="data-loading processes (auto: up to 8 with a GPU, 0 on CPU, where the "
+                             "model needs the cores)")
+    parser.add_argument("--device", type=device_arg, default="auto",
+                        help="torch device (auto: cuda when there is a GPU, else cpu; cpu, cuda, cuda:1, ...)")
+
+
+def device_arg(name: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+def workers_arg(value: str) -> int:
+    if value == "auto":
+        return min(8, max(1, len(os.sched_getaffinity(0)) - 1)) if torch.cuda.is_available() else 0
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or auto, got {n}")
+    return n
 
 
 def open_source(args, schema: Schema, image_size: int) -> torch.utils.data.Dataset:

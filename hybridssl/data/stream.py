@@ -216,6 +216,15 @@ class TrainStream(torch.utils.data.IterableDataset):
         """The next pass of the current epoch drops its first ``k`` batches (mid-epoch resume)."""
         self._state[1], self._state[2] = self._state[0], int(k)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._state[0])
+
+    def batches_to_skip(self) -> int:
+        """Batches the next pass of the current epoch drops (0 unless ``skip_batches`` applies)."""
+        epoch, skip_epoch, k = self._state.tolist()
+        return k if skip_epoch == epoch else 0
+
     def begin_pass(self) -> None:
         """Called by the loader at each new pass: advance the epoch unless set_epoch was called."""
         if self._passes and not self._epoch_set:
@@ -230,8 +239,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         if W != self.workers:
             raise RuntimeError(f"stream built for {self.workers} workers is read by {W}; "
                                f"use build_train_loader with the same data.num_workers")
-        epoch, skip_epoch, k = self._state.tolist()
-        k = k if skip_epoch == epoch else 0
+        epoch, k = self.epoch, self.batches_to_skip()
         # Logical worker lw makes batches lw, lw + W, ... of the epoch. The DataLoader asks worker
         # 0 first, so after skipping k batches physical worker w must play logical (w + k) % W.
         lw = (w + k) % W
@@ -294,7 +302,12 @@ class TrainStream(torch.utils.data.IterableDataset):
 
 
 class TrainLoader(torch.utils.data.DataLoader):
-    """A DataLoader over a :class:`TrainStream` that forwards the epoch controls."""
+    """A DataLoader over a :class:`TrainStream` that forwards the epoch controls and knows its
+    position: Lightning saves ``state_dict()`` in every checkpoint and hands it back to
+    ``load_state_dict`` on resume (it iterates a sized loader without prefetching, so the batches
+    yielded are the batches trained on)."""
+
+    position = 0  # batches of the current epoch yielded so far
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
@@ -302,9 +315,19 @@ class TrainLoader(torch.utils.data.DataLoader):
     def skip_batches(self, k: int) -> None:
         self.dataset.skip_batches(k)
 
+    def state_dict(self) -> dict:
+        return {"epoch": self.dataset.epoch, "batches": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.set_epoch(int(state["epoch"]))
+        self.skip_batches(int(state["batches"]))
+
     def __iter__(self):
         self.dataset.begin_pass()  # before workers start or resume, so they see the new state
-        return map(_small_fields_as_tensors, super().__iter__())
+        self.position = self.dataset.batches_to_skip()
+        for batch in super().__iter__():
+            self.position += 1
+            yield _small_fields_as_tensors(batch)
 
 
 def build_train_loader(cfg: DataConfig, schema: Schema | str, rank: Optional[int] = None,

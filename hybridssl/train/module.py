@@ -1,8 +1,6 @@
 """The LightningModule: one training step for every mode; the mode only decides which terms exist."""
 from __future__ import annotations
 
-import time
-
 import pytorch_lightning as pl
 import torch
 
@@ -26,8 +24,8 @@ class PretrainModule(pl.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         self.augment = TwoViews(cfg.augment)
         self.momentum = cfg.optim.target_momentum_start if uses_byol(cfg.mode) else None
-        self.skipped_samples = 0  # corrupt samples the stream skipped on this rank, whole run
-        self._last_batch_end = None
+        # corrupt samples the stream skipped on this rank, whole run; a device counter (no sync per step)
+        self.register_buffer("skipped_samples", torch.zeros((), dtype=torch.int64), persistent=False)
 
     # -- the step -----------------------------------------------------------------------------
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,33 +52,36 @@ class PretrainModule(pl.LightningModule):
         self._log_step(batch, loss, byol, sup, conc)
         return loss
 
+    def _logs_this_step(self) -> bool:
+        """Lightning's logging steps (its ``should_update_logs``), known before the step ends."""
+        n = self.trainer.log_every_n_steps
+        return n > 0 and (self.global_step + 1) % n == 0
+
     def _log_step(self, batch, loss, byol, sup, conc) -> None:
+        """Tensors only, added up on the device: nothing here waits for the GPU (no ``.item()``,
+        ``tolist()`` or boolean indexing) except on logging steps, where Lightning reads them anyway."""
         rows = batch["image"].shape[0]
+        self.skipped_samples += batch["n_skipped"].sum()
         self.log("train/loss", loss, prog_bar=True, batch_size=rows)
         if byol is not None:
             self.log("train/byol_loss", byol, prog_bar=True, batch_size=rows)
-            self.log("train/momentum", self.momentum, batch_size=rows)
         if sup is not None:
             self.log("train/sup_loss", sup, prog_bar=True, batch_size=rows)
-        self.skipped_samples += int(batch["n_skipped"].sum())
-        self.log("train/skipped_samples", float(self.skipped_samples), batch_size=rows)
-        if conc is not None and self.global_step % self.trainer.log_every_n_steps == 0:
+        if not self._logs_this_step():
+            return
+        self.log("train/skipped_samples", self.skipped_samples.float(), batch_size=rows)
+        if byol is not None:
+            self.log("train/momentum", self.momentum, batch_size=rows)
+        if conc is not None:
             with torch.no_grad():  # per-campaign losses only on logging steps: they cost a second pass
-                votes = batch["votes"][batch["has_votes"]]
+                n = conc.shape[0]  # the head saw the batch's first n (labelled) rows
+                votes = batch["votes"][:n] * batch["has_votes"][:n].unsqueeze(1).to(batch["votes"].dtype)
                 per_campaign = campaign_losses(dirichlet_multinomial_nll(conc.detach(), votes, self.schema,
                                                                          validate=False), votes, self.schema)
                 voted = campaign_voted_galaxies(votes, self.schema)
             for name, value, n in zip(self.schema.campaigns, per_campaign.tolist(), voted.tolist()):
                 if n:
                     self.log(f"train/sup_loss_{name}", value, batch_size=int(n))
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        now = time.perf_counter()
-        if self._last_batch_end is not None:
-            rows = batch["image"].shape[0] * self.trainer.world_size
-            self.log("train/samples_per_s", rows / max(now - self._last_batch_end, 1e-9), prog_bar=True,
-                     batch_size=rows)
-        self._last_batch_end = now
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -116,9 +117,9 @@ class PretrainModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = {"format_version": 1, "config": to_dict(self.cfg),
                                       "export": self.export_info(), "momentum": self.momentum,
-                                      "skipped_samples": self.skipped_samples}
+                                      "skipped_samples": int(self.skipped_samples)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         ours = checkpoint.get(CHECKPOINT_KEY, {})
         self.momentum = ours.get("momentum", self.momentum)
-        self.skipped_samples = ours.get("skipped_samples", 0)
+        self.skipped_samples.fill_(ours.get("skipped_samples", 0))

@@ -1,11 +1,10 @@
-"""Exact resume: the data position and every rank's random state travel in the checkpoint.
+"""Exact resume: every rank's random state travels in the checkpoint.
 
-Lightning restores weights, optimizer, scheduler and step counters but not an iterable
-stream's position nor the RNGs (augmentations and dropout draw from torch's global RNG). This
-callback stores both; on resume it positions the stream with ``set_epoch``/``skip_batches``
-and re-seats the RNGs just before the first training step, after the DataLoader iterator
-(which draws a seed from the global RNG) has been created, exactly where they were when the
-checkpoint was written.
+Lightning restores weights, optimizer, scheduler, step counters and the training loader's
+position (``TrainLoader.state_dict``) but not the RNGs (augmentations and dropout draw from
+torch's global RNG). This callback stores them and re-seats them just before the first training
+step, after the DataLoader iterator (which draws a seed from the global RNG) has been created,
+exactly where they were when the checkpoint was written.
 """
 from __future__ import annotations
 
@@ -46,33 +45,26 @@ def _gather(obj: Any) -> list:
 
 
 class ExactResume(pl.Callback):
-    """Counts batches of the current epoch, sets the stream's epoch, saves and restores RNGs."""
+    """Sets the stream's epoch at each epoch start; saves and restores every rank's RNGs."""
 
     def __init__(self, loader=None):
-        self.loader = loader  # has set_epoch(e) and skip_batches(k); set before fit
-        self.epoch = 0
-        self.batches = 0      # batches of ``epoch`` already consumed
+        self.loader = loader  # has set_epoch(e); set before fit
         self._rng_to_restore: Optional[dict] = None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        # not called when Lightning restarts mid-epoch: load_state_dict has positioned the stream
-        self.epoch, self.batches = trainer.current_epoch, 0
-        self.loader.set_epoch(self.epoch)
+        # not called when Lightning restarts mid-epoch: the loader's load_state_dict has positioned it
+        self.loader.set_epoch(trainer.current_epoch)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._rng_to_restore is not None:
             set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
-        self.batches += 1
 
     def state_dict(self) -> dict:
         # Lightning builds the checkpoint dict on every rank (rank 0 writes it): a collective is safe
-        return {"epoch": self.epoch, "batches": self.batches, "rng": _gather(rng_state())}
+        return {"rng": _gather(rng_state())}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.batches = int(state["epoch"]), int(state["batches"])
-        self.loader.set_epoch(self.epoch)
-        self.loader.skip_batches(self.batches)
         states = state["rng"]
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         # with another world size the run cannot be exact anyway; keep ranks on distinct streams

@@ -2,8 +2,9 @@
 
 Launch geometry comes from the environment when ``trainer.devices``/``num_nodes`` are ``auto``:
 ``torchrun`` (``WORLD_SIZE``/``LOCAL_WORLD_SIZE``), SLURM ``srun`` (``SLURM_NTASKS``/``SLURM_NNODES``,
-through Lightning's SLURMEnvironment, without its auto-requeue: ``resume=auto`` does that job),
-else one process per GPU or a single CPU process. ``out_dir`` must be on a filesystem every
+through Lightning's SLURMEnvironment with auto-requeue: on the sbatch template's ``--signal=SIGUSR1``
+it writes ``out_dir/hpc_ckpt_N.ckpt`` and runs ``scontrol requeue``; ``resume=auto`` then continues
+from that checkpoint when it is the newest), else one process per GPU or a single CPU process. ``out_dir`` must be on a filesystem every
 rank sees: rank 0 writes the checkpoints and every rank reads the one it resumes from.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, Chec
 from hybridssl.train.config import PretrainConfig, TrainerConfig
 from hybridssl.train.module import CHECKPOINT_KEY, PretrainModule
 from hybridssl.train.resume import ExactResume
+from hybridssl.train.throughput import StepThroughput
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +66,13 @@ def launch_geometry(t: TrainerConfig) -> tuple[str, int, int, bool]:
 def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume) -> pl.Trainer:
     t, out = cfg.trainer, Path(cfg.out_dir)
     accelerator, devices, num_nodes, slurm = launch_geometry(t)
+    if accelerator == "gpu":
+        torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the fp32 matmuls
     strategy = "auto"
     if devices * num_nodes > 1:
         # gloo on CPU; a dead peer makes the others fail after ddp_timeout_s instead of hanging
         strategy = DDPStrategy(process_group_backend="nccl" if accelerator == "gpu" else "gloo",
-                               timeout=timedelta(seconds=t.ddp_timeout_s),
-                               cluster_environment=SLURMEnvironment(auto_requeue=False) if slurm else None)
+                               timeout=timedelta(seconds=t.ddp_timeout_s))
     checkpoints = ModelCheckpoint(dirpath=out / CHECKPOINT_DIR, filename="step{step:08d}",
                                   auto_insert_metric_name=False, every_n_train_steps=t.checkpoint_every_n_steps,
                                   monitor="step", mode="max", save_top_k=t.keep_checkpoints,
@@ -80,9 +83,10 @@ def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume) -> pl.Trainer:
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
         log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
         sync_batchnorm=t.sync_batchnorm and accelerator == "gpu",  # SyncBatchNorm over gloo is unreliable
-        callbacks=[exact_resume, checkpoints, LearningRateMonitor(logging_interval="step")],
+        callbacks=[exact_resume, checkpoints, LearningRateMonitor(logging_interval="step"), StepThroughput()],
         logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard")],
-        plugins=[AtomicCheckpointIO()], default_root_dir=out, use_distributed_sampler=False,
+        plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=True)] if slurm else [])],
+        default_root_dir=out, use_distributed_sampler=False,
         num_sanity_val_steps=0, enable_model_summary=False)
 
 
@@ -94,7 +98,7 @@ def resume_checkpoint(cfg: PretrainConfig) -> Optional[Path]:
             raise ConfigError(f"out_dir {out} already holds checkpoints; pass resume=auto to continue "
                               f"that run, or choose a new out_dir")
         return None
-    path = latest_checkpoint(out) if cfg.resume == "auto" else Path(cfg.resume)
+    path = newest_with_requeue(out, latest_checkpoint(out)) if cfg.resume == "auto" else Path(cfg.resume)
     if path is None:
         return None
     ours = load_checkpoint(path, mmap=True).get(CHECKPOINT_KEY)
@@ -111,6 +115,20 @@ def resume_checkpoint(cfg: PretrainConfig) -> Optional[Path]:
                     "keeps its plan, the target momentum follows the new one", path,
                     was["trainer"]["max_steps"], cfg.trainer.max_steps)
     return path
+
+
+def newest_with_requeue(out: Path, step_checkpoint: Optional[Path]) -> Optional[Path]:
+    """``step_checkpoint``, or Lightning's SLURM requeue checkpoint (``out/hpc_ckpt_N.ckpt``, highest
+    N, written atomically on the requeue signal) when that one has trained further."""
+    numbered = [(int(p.stem.rsplit("_", 1)[1]), p) for p in out.glob("hpc_ckpt_*.ckpt")
+                if p.stem.rsplit("_", 1)[1].isdigit()]
+    if not numbered:
+        return step_checkpoint
+    hpc = max(numbered)[1]
+    if step_checkpoint is None:
+        return hpc
+    step_of = lambda p: int(load_checkpoint(p, mmap=True).get("global_step", 0))  # noqa: E731
+    return hpc if step_of(hpc) > step_of(step_checkpoint) else step_checkpoint
 
 
 def _seed(*parts: int) -> int:
@@ -146,6 +164,8 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
     if rank == 0:
         atomic_write_text(out / "config.yaml", to_yaml(cfg))
+        if resume_from is not None:
+            print(f"resuming from {resume_from}", flush=True)
     pl.seed_everything(cfg.seed, verbose=False)  # the same initial weights on every rank
     if cfg.mode == "scratch":
         if resume_from is not None:

@@ -117,3 +117,16 @@ def test_export_without_head_cannot_give_concentrations(exports, tmp_path, capsy
     assert main(["calibrate", "--model", str(exports["plain"]), "--shards", str(tmp_path / "s"),
                  "--out", str(tmp_path / "out")]) == 2
     assert "needs a Dirichlet head" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_device_and_workers_default_to_auto(monkeypatch, gpu):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    parser = argparse.ArgumentParser()
+    add_source_arguments(parser)
+    args = parser.parse_args(["--shards", "x"])
+    assert args.device == ("cuda" if gpu else "cpu")
+    assert (args.workers >= 1) if gpu else args.workers == 0
+    assert parser.parse_args(["--shards", "x", "--device", "cpu", "--workers", "3"]).workers == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--shards", "x", "--workers", "-1"])

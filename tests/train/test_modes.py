@@ -44,7 +44,8 @@ def test_mode_trains_logs_and_checkpoints_its_parts(tiny_config, mode, tmp_path)
     for col in ("train/byol_loss", "train/sup_loss"):
         if col in has:
             assert len(has[col]) == 3 and (has[col] > 0).all()
-    assert "train/samples_per_s" in has and "train/skipped_samples" in has
+    assert "train/device/samples_per_sec" in has and "train/device/flops_per_sec" in has
+    assert "train/skipped_samples" in has
     assert any(c.startswith("lr-") for c in has)
 
 

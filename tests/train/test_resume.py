@@ -104,3 +104,36 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
     assert path.read_bytes() == before
     assert load_checkpoint(path)["global_step"] == 2
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
+
+
+SLURM_ENV = {"SLURM_NTASKS": "1", "SLURM_NNODES": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "hybridssl",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+
+
+def test_slurm_requeue_signal_checkpoints_and_resume_auto_continues(tiny_args, child_env, tmp_path):
+    """What SLURM does at --signal=SIGUSR1@120: Lightning writes hpc_ckpt_1.ckpt and calls
+    `scontrol requeue` (absent here: Lightning logs the failure and goes on); the requeued job
+    (resume=auto) continues from the newest of that and the step checkpoints."""
+    run, env = tmp_path / "requeued", dict(child_env, **SLURM_ENV)
+    proc = subprocess.Popen([sys.executable, "-m", "hybridssl.cli", "pretrain",
+                             *tiny_args(run, "mode=byol", "trainer.max_steps=1000")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(run / "checkpoints" / "step00000002.ckpt", proc)  # training, signal handlers in place
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(run / "hpc_ckpt_1.ckpt", proc)  # written atomically: complete once it exists
+        assert proc.poll() is None, "the requeue signal must not end the run (SLURM does, later)"
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    hpc = run / "hpc_ckpt_1.ckpt"
+    candidates = [hpc, *(run / "checkpoints").glob("step*.ckpt")]
+    steps = {p: load_checkpoint(p)["global_step"] for p in candidates}
+    assert steps[hpc] >= 2
+    newest = max(candidates, key=lambda p: (steps[p], p != hpc))  # a tie goes to the step checkpoint
+    done = subprocess.run([sys.executable, "-m", "hybridssl.cli", "pretrain",
+                           *tiny_args(run, "mode=byol", f"trainer.max_steps={steps[newest] + 2}")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming from {newest}" in done.stdout
+    assert f"finished at step {steps[newest] + 2}" in done.stdout
