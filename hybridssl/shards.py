@@ -26,10 +26,16 @@ SHARD_NAME = re.compile(r"^shard-\d{6}\.tar$")  # what SHARD_PATTERN writes: nev
 FORMAT_VERSION = 1
 META_FIELDS = ("id_str", "campaign", "source")  # in every meta.json; --keep-columns may not name them
 _SAFE = re.compile(r"[A-Za-z0-9_\-]")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
 class ShardError(ValueError):
     """A shard set is missing, inconsistent or corrupt; the message names the file."""
+
+
+def is_local(where: str | os.PathLike) -> bool:
+    """A path, not a URL (``s3://``, ``file://``, ``pipe:`` ...)."""
+    return not _URL_SCHEME.match(str(where))
 
 
 def encode_key(id_str: str) -> str:
@@ -68,16 +74,22 @@ def decode_votes(data: bytes) -> np.ndarray:
 
 
 def read_manifest(shard_dir: str | os.PathLike) -> dict:
-    """The manifest of a shard set, checked for the fields readers rely on.
+    """The manifest of a shard set (a folder or a URL), checked for the fields readers rely on.
 
     Fields: format_version, schema, schema_hash, n_answers, labelled (bool), image_size,
     image_format, n_samples, shards: [{name, n_samples, sha256, bytes}], command, created.
     """
-    path = Path(shard_dir) / MANIFEST
-    if not path.exists():
-        raise ShardError(f"{shard_dir}: no {MANIFEST}; is this a directory written by `hybridssl prepare`?")
+    if not is_local(str(shard_dir)):  # a URL: read through fsspec (hybridssl.data.remote)
+        from hybridssl.data import remote
+        path = remote.join(shard_dir, MANIFEST)
+        text = remote.read_text(path)
+    else:
+        path = Path(shard_dir) / MANIFEST
+        if not path.exists():
+            raise ShardError(f"{shard_dir}: no {MANIFEST}; is this a directory written by `hybridssl prepare`?")
+        text = path.read_text()
     try:
-        m = json.loads(path.read_text())
+        m = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ShardError(f"{path}: not valid JSON ({e})") from e
     for k in ("schema", "schema_hash", "labelled", "image_size", "shards", "n_samples"):

@@ -5,7 +5,8 @@ L2-normalised, so that cosine similarity is an inner product (``similar``) and a
 sees directions, not brightness-driven norms (``anomalies``). Centring matters: pooled features
 after a non-negative activation share one large common direction, and uncentred cosine
 similarities of the demo's galaxies all sat at 0.97-0.999. The centre is kept in the file's
-metadata. Rows follow the source's order.
+metadata. Rows follow the source's order. ``--out DIR/`` writes the raw features one file per
+shard (``hybridssl.apply.survey``); reading the folder centres them on the whole set's mean.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def add_arguments(parser) -> None:
     add_source_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="FILE.parquet (ids, meta columns, embedding) or FILE.npy (matrix; ids and metadata "
-                             "in FILE.ids.json)")
+                             "in FILE.ids.json); or a folder (DIR/ or an existing folder): one file per shard plus "
+                             "_manifest.json, resumable, several processes with torchrun; `similar` and "
+                             "`anomalies` read the folder")
 
 
 def scalar_meta(sample_meta: dict, campaign) -> dict:
@@ -39,7 +42,8 @@ def scalar_meta(sample_meta: dict, campaign) -> dict:
 
 def source_metadata(args) -> dict:
     if args.shards:
-        return {"shards": str(Path(args.shards).resolve())}
+        from hybridssl.shards import is_local
+        return {"shards": str(Path(args.shards).resolve()) if is_local(args.shards) else args.shards}
     return {"catalog": str(Path(args.catalog).resolve()), "id_column": args.id_column,
             "path_column": args.path_column}
 
@@ -47,7 +51,22 @@ def source_metadata(args) -> dict:
 def embed(model, dataset, batch_size: int, workers: int = 0) -> tuple[list[str], np.ndarray, pd.DataFrame,
                                                                      np.ndarray]:
     """(ids, centred unit-norm float32 (n, F) features, meta frame, the centre), in dataset order."""
-    from hybridssl.apply.inference import batches, l2_normalise
+    ids, x, meta = raw_features(model, dataset, batch_size, workers)
+    centre, x = centre_and_normalise(x)
+    return ids, x, meta, centre
+
+
+def centre_and_normalise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the centre, rows of ``x`` less the centre, L2-normalised)."""
+    from hybridssl.apply.inference import l2_normalise
+
+    centre = x.mean(0, dtype=np.float64).astype(np.float32)
+    return centre, l2_normalise(x - centre)
+
+
+def raw_features(model, dataset, batch_size: int, workers: int = 0) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+    """(ids, pooled float32 (n, F) features as the backbone gives them, meta frame), in dataset order."""
+    from hybridssl.apply.inference import batches
 
     ids, rows, x = [], [], None
     for batch in batches(dataset, batch_size, workers, desc="embed"):
@@ -57,24 +76,28 @@ def embed(model, dataset, batch_size: int, workers: int = 0) -> tuple[list[str],
         x[len(ids):len(ids) + len(f)] = f
         ids += batch["id_str"]
         rows += [scalar_meta(m, c) for m, c in zip(batch["meta"], batch["campaign"])]
-    centre = x.mean(0, dtype=np.float64).astype(np.float32)
-    x = l2_normalise(x - centre)
     meta = pd.DataFrame(rows, index=range(len(ids)))
     meta.insert(0, "id_str", ids)
-    return ids, x, meta, centre
+    return ids, x, meta
+
+
+def model_metadata(args, model) -> dict:
+    return {"dir": str(Path(args.model).resolve()), **{k: model.info[k] for k in _MODEL_KEYS if k in model.info}}
 
 
 def run(args) -> int:
+    from hybridssl.apply import survey
     from hybridssl.apply.inference import load_model
     from hybridssl.apply.sources import open_source
 
+    if survey.is_survey_out(args.out):
+        return survey.run_embed(args)
     out = check_suffix(args.out)  # before minutes of work
     model = load_model(args.model, args.device)
     dataset = open_source(args, model.schema, model.image_size)
     ids, x, meta, centre = embed(model, dataset, args.batch_size, args.workers)
     metadata = {"source": source_metadata(args),
-                "model": {"dir": str(Path(args.model).resolve()),
-                          **{k: model.info[k] for k in _MODEL_KEYS if k in model.info}},
+                "model": model_metadata(args, model),
                 "normalised": "centred-l2", "centre": [round(float(c), 7) for c in centre],
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}
     write_embeddings(out, ids, x, meta, metadata)

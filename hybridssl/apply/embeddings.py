@@ -7,6 +7,8 @@ Two layouts, one reader (:func:`read_embeddings`):
   holds the JSON metadata (source, model, dimensions).
 - ``FILE.npy``: the (n, F) float32 matrix; ``FILE.ids.json`` beside it holds ``ids``, ``meta``
   (column -> values) and ``metadata``.
+- ``DIR/`` from ``embed --out DIR/``: one raw-feature parquet per shard and ``_manifest.json``,
+  read as one set by ``hybridssl.apply.survey.read_embedding_parts``.
 """
 from __future__ import annotations
 
@@ -104,6 +106,9 @@ def _column(values: pd.Series):
 
 def read_embeddings(path: str | os.PathLike) -> Embeddings:
     path = Path(path)
+    if path.is_dir():  # `embed --out DIR/`: one file per shard
+        from hybridssl.apply.survey import read_embedding_parts
+        return read_embedding_parts(path)
     if path.suffix not in SUFFIXES:
         raise EmbeddingsError(f"{path}: not an embeddings file (expected .parquet or .npy from `hybridssl embed`)")
     if not path.is_file():

@@ -108,6 +108,17 @@ def add_model_arguments(parser, mc_default: int) -> None:
 
 def open_model_and_source(args, what: str, min_samples: int = 1):
     """(model, dataset) after the checks that can fail before any galaxy is processed."""
+    model = open_model(args, what, min_samples)
+    dataset = open_source(args, model.schema, model.image_size)
+    rejected = getattr(dataset, "rejected", [])
+    if rejected:
+        print(f"{what}: skipping {len(rejected)} catalog rows (first: row {rejected[0].row}, "
+              f"{rejected[0].reason})", file=sys.stderr)
+    return model, dataset
+
+
+def open_model(args, what: str, min_samples: int = 1) -> ExportedModel:
+    """The model with a head fit for ``what`` and ``--mc-samples``; MC masks seeded by ``--seed``."""
     model = load_model(args.model, args.device)
     model.require_head(what)
     if args.mc_samples < min_samples:
@@ -118,12 +129,7 @@ def open_model_and_source(args, what: str, min_samples: int = 1):
                          "dropout 0: every MC sample would be the same" +
                          ("" if min_samples > 1 else "; use --mc-samples 1"))
     torch.manual_seed(args.seed)
-    dataset = open_source(args, model.schema, model.image_size)
-    rejected = getattr(dataset, "rejected", [])
-    if rejected:
-        print(f"{what}: skipping {len(rejected)} catalog rows (first: row {rejected[0].row}, "
-              f"{rejected[0].reason})", file=sys.stderr)
-    return model, dataset
+    return model
 
 
 def concentration_batches(model, dataset, args, desc: str) -> Iterator[tuple[dict, np.ndarray]]:

@@ -4,7 +4,8 @@ For every galaxy and answer column ``c``: ``c_fraction`` (expected vote fraction
 mean averaged over MC samples), ``c_fraction_lo`` / ``c_fraction_hi`` (central ``--interval`` of
 the fraction's Beta marginal, mixed over MC samples), and per question ``{question}_asked`` (the
 probability the decision tree reaches it, from the expected fractions). Rows are written batch
-by batch into a temp file renamed onto ``--out`` at the end.
+by batch into a temp file renamed onto ``--out`` at the end. ``--out DIR/`` writes one file per
+shard instead (``hybridssl.apply.survey``).
 """
 from __future__ import annotations
 
@@ -41,23 +42,25 @@ def prediction_columns(schema, conc: np.ndarray, interval: float) -> dict[str, n
 
 def add_arguments(parser) -> None:
     add_model_arguments(parser, mc_default=1)
-    parser.add_argument("--out", required=True, help="output .parquet file")
+    parser.add_argument("--out", required=True,
+                        help="output FILE.parquet, or a folder (DIR/ or an existing folder) for one file per shard "
+                             "plus _manifest.json: resumable, several processes with torchrun")
     parser.add_argument("--interval", type=open_fraction, default=0.9,
                         help="central interval of each vote fraction (default 0.9: 5%% to 95%%)")
 
 
-def run(args) -> int:
+def write_predictions(model, dataset, args, out, with_campaign: bool | None = None) -> int:
+    """Predict every galaxy of ``dataset`` into parquet ``out`` (atomically); the number of rows.
+    ``with_campaign`` None: a campaign column only when the source knows campaigns."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    start = time.perf_counter()
-    model, dataset = open_model_and_source(args, "predict")
-    n, writer, with_campaign = 0, None, None
-    with atomic_path(args.out) as tmp:
+    n, writer = 0, None
+    with atomic_path(out) as tmp:
         try:
             for batch, conc in concentration_batches(model, dataset, args, "predict"):
                 cols = {"id_str": pa.array(batch["id_str"], pa.string())}
-                if with_campaign is None:  # a campaign column only when the source knows campaigns
+                if with_campaign is None:
                     with_campaign = any(c is not None for c in batch["campaign"])
                 if with_campaign:
                     cols["campaign"] = pa.array(batch["campaign"], pa.string())
@@ -70,6 +73,17 @@ def run(args) -> int:
         finally:
             if writer is not None:
                 writer.close()
+    return n
+
+
+def run(args) -> int:
+    from hybridssl.apply import survey
+
+    if survey.is_survey_out(args.out):
+        return survey.run_predict(args)
+    start = time.perf_counter()
+    model, dataset = open_model_and_source(args, "predict")
+    n = write_predictions(model, dataset, args, args.out)
     print(f"predict: {n} galaxies, {model.schema.n_answers} answers x (fraction, {args.interval:g} interval), "
           f"{model.schema.n_questions} ask probabilities, {args.mc_samples} MC sample(s), "
           f"{time.perf_counter() - start:.1f} s -> {args.out}")

@@ -44,7 +44,8 @@ class CatalogImages(torch.utils.data.Dataset):
 
 def add_source_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     src = parser.add_mutually_exclusive_group(required=required)
-    src.add_argument("--shards", help="a shard set written by `hybridssl prepare`")
+    src.add_argument("--shards", help="a shard set written by `hybridssl prepare`: a folder, or a URL "
+                     "(s3://, gs://, https://, file://) read through fsspec with --out DIR/")
     src.add_argument("--catalog", help="a catalog (parquet/CSV) of image paths, read like `prepare` does")
     parser.add_argument("--id-column", default="id_str", help="catalog id column (with --catalog)")
     parser.add_argument("--path-column", default="file_loc", help="catalog image-path column (with --catalog)")
@@ -69,18 +70,27 @@ def workers_arg(value: str) -> int:
     return n
 
 
+def check_shards(ds, where, schema: Schema, image_size: int):
+    """``ds`` (an IndexedShards of ``where``) when its images and votes fit the model."""
+    from hybridssl.shards import ShardError
+
+    if ds.image_size != image_size:
+        raise ShardError(f"{where}: images are {ds.image_size} px, the model takes {image_size} px; "
+                         f"prepare the catalog with --image-size {image_size} or use --catalog")
+    if ds.labelled and ds.n_answers != schema.n_answers:
+        raise ShardError(f"{where}: votes have {ds.n_answers} answers, schema {schema.name} "
+                         f"has {schema.n_answers}")
+    return ds
+
+
 def open_source(args, schema: Schema, image_size: int) -> torch.utils.data.Dataset:
     """The dataset named by ``--shards`` or ``--catalog``, at the model's ``image_size``."""
     from hybridssl.data import IndexedShards
-    from hybridssl.shards import ShardError
+    from hybridssl.shards import is_local
 
     if args.shards:
-        ds = IndexedShards(args.shards)
-        if ds.image_size != image_size:
-            raise ShardError(f"{args.shards}: images are {ds.image_size} px, the model takes {image_size} px; "
-                             f"prepare the catalog with --image-size {image_size} or use --catalog")
-        if ds.labelled and ds.n_answers != schema.n_answers:
-            raise ShardError(f"{args.shards}: votes have {ds.n_answers} answers, schema {schema.name} "
-                             f"has {schema.n_answers}")
-        return ds
+        if not is_local(args.shards):
+            raise SourceError(f"--shards {args.shards}: a shard set behind a URL is read shard by shard; "
+                              "give --out a folder (--out DIR/) for one output file per shard")
+        return check_shards(IndexedShards(args.shards), args.shards, schema, image_size)
     return CatalogImages(Path(args.catalog), schema, image_size, args.id_column, args.path_column)

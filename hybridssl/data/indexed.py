@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -24,7 +24,8 @@ class IndexedShards(torch.utils.data.Dataset):
     """``dataset[i]`` -> dict(image uint8 (3,H,W), votes float32 or None, has_votes, id_str, campaign, meta)."""
 
     def __init__(self, shard_dir: str | os.PathLike, schema: Schema | str | None = None,
-                 decode: str = "torchvision"):
+                 decode: str = "torchvision", only: Sequence[str] | None = None):
+        """``only``: read just these shards of the set (names from its manifest)."""
         if decode not in DECODERS:
             raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
         self.shard_dir, self.decode = Path(shard_dir), decode
@@ -37,10 +38,17 @@ class IndexedShards(torch.utils.data.Dataset):
         self.labelled, self.image_size = bool(m["labelled"]), int(m["image_size"])
         self.n_answers = int(m.get("n_answers") or (schema.n_answers if schema else 0))
         self.shards = shard_paths(shard_dir)
+        expected = m["n_samples"]
+        if only is not None:
+            sizes = {s["name"]: int(s["n_samples"]) for s in m["shards"]}
+            unknown = [n for n in only if n not in sizes]
+            if unknown:
+                raise ShardError(f"{self.shard_dir / MANIFEST}: does not list shard {unknown[0]!r}")
+            self.shards, expected = [self.shard_dir / n for n in only], sum(sizes[n] for n in only)
         self.index = [entry for s, path in enumerate(self.shards) for entry in _index_tar(s, path)]
         self._refuse_repeated_ids()
-        if len(self.index) != m["n_samples"]:
-            raise ShardError(f"{self.shard_dir / MANIFEST}: lists {m['n_samples']} samples, shards hold "
+        if len(self.index) != expected:
+            raise ShardError(f"{self.shard_dir / MANIFEST}: lists {expected} samples, shards hold "
                              f"{len(self.index)}; run `hybridssl verify {self.shard_dir}`")
         self._files: dict = {}
 

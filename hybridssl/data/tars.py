@@ -22,9 +22,8 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import webdataset as wds
 
-from hybridssl.shards import ShardError
+from hybridssl.shards import ShardError, is_local
 
-_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _SKIP_META = re.compile(r"__[^/]*__($|/)")
 _REGULAR = (b"0", b"\0", b"7")  # as tarfile.REGULAR_TYPES, less GNU sparse files
 _OTHER_PLAIN = (b"1", b"2", b"3", b"4", b"5", b"6")  # links, devices, dirs, fifos: skipped
@@ -34,10 +33,6 @@ _ADLER_MOD = 65521
 
 class _NotPlain(Exception):
     """A header the fast path does not read; tarfile reads the shard instead."""
-
-
-def is_local(url: str) -> bool:
-    return not _URL_SCHEME.match(url)
 
 
 def _octal(field: bytes) -> int:

@@ -1,0 +1,229 @@
+"""Survey-scale ``predict`` and ``embed``: ``--out DIR/`` (a trailing slash, or a folder that
+exists) writes one parquet per input shard, ``shard-000123.tar`` -> ``DIR/shard-000123.parquet``,
+and, once every shard has its file, ``DIR/_manifest.json`` (rows, first/last id, sha256 and
+bytes per file; written only after checking that every id occurs exactly once).
+
+Processes: under torchrun (or any launcher that sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, such as
+a SLURM array) rank r takes shards r, r+W, r+2W, ... in manifest order; ``--device cuda`` becomes
+``cuda:LOCAL_RANK``. Ranks share no process group, only the folder: every file is written
+atomically, so it exists only when complete; a re-run skips shards whose file exists; whichever
+rank finds every file present writes the manifest (the same content if two do). So a rank that
+finishes hours before the slowest waits on no collective timeout, and nothing is torn down.
+
+``DIR/_run.json`` records the command, model and options; a re-run with other ones is refused, so
+one folder never mixes two models. The ``_`` prefix makes pandas/pyarrow skip both JSON files:
+``pd.read_parquet(DIR)`` reads all predictions as one table, and ``similar``/``anomalies`` read an
+embeddings folder (:func:`read_embedding_parts`), centred on the whole set's mean.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import sys
+import time
+import zlib
+from pathlib import Path
+
+from hybridssl.atomic import atomic_write_text
+from hybridssl.shards import is_local, read_manifest, sha256_file, shard_names
+
+OUT_MANIFEST = "_manifest.json"
+RUN_FILE = "_run.json"
+FORMAT = "hybridssl-survey"
+
+
+class SurveyError(ValueError):
+    """A per-shard output folder cannot be written or read as asked."""
+
+
+def is_survey_out(out: str) -> bool:
+    return str(out).endswith(("/", os.sep)) or Path(out).is_dir()
+
+
+def ranks() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the launcher's environment; (0, 1, 0) without one."""
+    try:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        local = int(os.environ.get("LOCAL_RANK", rank))
+    except ValueError as e:
+        raise SurveyError(f"RANK, WORLD_SIZE and LOCAL_RANK must be integers ({e})") from None
+    if not 0 <= rank < world:
+        raise SurveyError(f"RANK={rank} must be in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+    return rank, world, local
+
+
+def rank_device(device: str, local_rank: int) -> str:
+    return f"cuda:{local_rank}" if device == "cuda" else device
+
+
+def part_name(shard: str) -> str:
+    return shard.removesuffix(".tar") + ".parquet"
+
+
+def shard_seed(seed: int, shard: str) -> int:
+    """MC-dropout seed of one shard: the same whichever rank takes it, in whatever order."""
+    return zlib.crc32(f"{seed}:{shard}".encode())
+
+
+def claim(out: Path, run: dict) -> None:
+    """Record ``run`` in ``out``, or refuse when ``out`` holds another run or unrelated files."""
+    path = out / RUN_FILE
+    if path.is_file():
+        old = json.loads(path.read_text())
+        changed = next((k for k in {**old, **run} if old.get(k) != run.get(k)), None)
+        if changed:
+            raise SurveyError(f"{out}: holds the outputs of another run ({changed}: {old.get(changed)!r} there, "
+                              f"{run.get(changed)!r} now); re-run that command to finish it, or choose a new --out")
+        return
+    if out.is_file():
+        raise SurveyError(f"--out {out}: is a file; a per-shard output needs a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    strangers = sorted(p.name for p in out.iterdir() if not p.name.startswith((".", "_")))
+    if strangers:
+        raise SurveyError(f"--out {out}: not empty ({strangers[0]}, ...) and not a per-shard output folder; "
+                          "choose a new or empty folder")
+    atomic_write_text(path, json.dumps(run, indent=1))
+
+
+@contextlib.contextmanager
+def shard_dataset(where: str, manifest: dict, name: str, model):
+    """The galaxies of one shard, local or fetched from a URL, checked against the model."""
+    from hybridssl.apply.sources import check_shards
+    from hybridssl.data import IndexedShards
+    from hybridssl.data.remote import fetched_shard, join
+
+    if is_local(where):
+        yield check_shards(IndexedShards(where, only=[name]), where, model.schema, model.image_size)
+        return
+    with fetched_shard(where, manifest, name) as local:
+        yield check_shards(IndexedShards(local, only=[name]), join(where, name), model.schema, model.image_size)
+
+
+def run_shards(args, what: str, model, run: dict, write_part) -> int:
+    """This rank's share of the shards of ``--shards``: ``write_part(dataset, shard, path)`` for
+    each whose output is missing; then the manifest if every output exists."""
+    if args.catalog:
+        raise SurveyError(f"--out {args.out}: one file per shard needs --shards; with --catalog give "
+                          "--out FILE.parquet")
+    start, (rank, world, _) = time.perf_counter(), ranks()
+    out = Path(args.out)
+    source = read_manifest(args.shards)
+    names = [n for n, s in zip(shard_names(source, args.shards), source["shards"]) if s["n_samples"] > 0]
+    where = str(Path(args.shards).resolve()) if is_local(args.shards) else args.shards
+    claim(out, {"command": what, "shards": where, "model": str(Path(args.model).resolve()), **run})
+    mine = names[rank::world]
+    todo = [n for n in mine if not (out / part_name(n)).exists()]
+    print(f"{what}: rank {rank} of {world}: {len(mine)} of {len(names)} shards, {len(mine) - len(todo)} already "
+          "written", file=sys.stderr)
+    for name in todo:
+        with shard_dataset(args.shards, source, name, model) as dataset:
+            write_part(dataset, name, out / part_name(name))
+    missing = [n for n in names if not (out / part_name(n)).exists()]
+    if missing:
+        print(f"{what}: rank {rank} done; {len(missing)} shard(s) left to other ranks, the last to finish writes "
+              f"{OUT_MANIFEST}", file=sys.stderr)
+        return 0
+    doc = write_manifest(out, what, source, names)
+    print(f"{what}: {doc['n_rows']} galaxies in {len(names)} files ({len(todo)} written by rank {rank} in "
+          f"{time.perf_counter() - start:.1f} s) -> {out}/ with {OUT_MANIFEST}")
+    return 0
+
+
+def write_manifest(out: Path, what: str, source: dict, names: list[str]) -> dict:
+    """Check each file against its shard's size and every id's uniqueness; write the manifest."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    sizes = {s["name"]: int(s["n_samples"]) for s in source["shards"]}
+    outputs, chunks = [], []
+    for name in names:
+        path = out / part_name(name)
+        ids = pq.read_table(path, columns=["id_str"]).column("id_str")
+        if len(ids) != sizes[name]:
+            raise SurveyError(f"{path}: {len(ids)} rows, shard {name} holds {sizes[name]}; delete the file and "
+                              "re-run")
+        outputs.append({"name": path.name, "shard": name, "rows": len(ids), "first_id": ids[0].as_py(),
+                        "last_id": ids[-1].as_py(), "sha256": sha256_file(path), "bytes": path.stat().st_size})
+        chunks += ids.chunks
+    ids = pa.chunked_array(chunks, pa.string())
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+        raise SurveyError(f"{out}: id {dup!r} is in more than one output file; the shard set repeats it "
+                          "(run `hybridssl verify` on it)")
+    doc = {"format": FORMAT, "command": what, "run": json.loads((out / RUN_FILE).read_text()),
+           "n_rows": len(ids), "outputs": outputs,
+           "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    atomic_write_text(out / OUT_MANIFEST, json.dumps(doc, indent=1))
+    return doc
+
+
+def read_survey_manifest(folder: Path, command: str) -> dict:
+    path = folder / OUT_MANIFEST
+    if not path.is_file():
+        raise SurveyError(f"{folder}: no {OUT_MANIFEST}: the run writing it has not finished (re-run the same "
+                          f"`hybridssl {command} ... --out {folder}/` to complete it), or it is not such a folder")
+    doc = json.loads(path.read_text())
+    if doc.get("format") != FORMAT or doc.get("command") != command:
+        raise SurveyError(f"{path}: not written by `hybridssl {command} --out DIR/`")
+    for o in doc["outputs"]:
+        part = folder / str(o["name"])
+        if Path(o["name"]).name != o["name"] or not part.is_file() or sha256_file(part) != o["sha256"]:
+            raise SurveyError(f"{part}: missing or changed since {OUT_MANIFEST} was written (sha256); delete it "
+                              f"and {OUT_MANIFEST}, then re-run `hybridssl {command}`")
+    return doc
+
+
+def run_predict(args) -> int:
+    import torch
+
+    from hybridssl.apply.inference import open_model
+    from hybridssl.apply.predict import write_predictions
+
+    args.device = rank_device(args.device, ranks()[2])
+    model = open_model(args, "predict")
+
+    def write(dataset, shard, path):
+        torch.manual_seed(shard_seed(args.seed, shard))
+        write_predictions(model, dataset, args, path, with_campaign=True)  # one schema across files
+
+    return run_shards(args, "predict", model,
+                      {"mc_samples": args.mc_samples, "interval": args.interval, "seed": args.seed}, write)
+
+
+def run_embed(args) -> int:
+    from hybridssl.apply.embed import model_metadata, raw_features, source_metadata
+    from hybridssl.apply.embeddings import write_embeddings
+    from hybridssl.apply.inference import load_model
+
+    args.device = rank_device(args.device, ranks()[2])
+    model = load_model(args.model, args.device)
+    metadata = {"source": source_metadata(args), "model": model_metadata(args, model), "normalised": "none"}
+
+    def write(dataset, shard, path):
+        ids, x, meta = raw_features(model, dataset, args.batch_size, args.workers)
+        write_embeddings(path, ids, x, meta, {**metadata, "shard": shard})
+
+    return run_shards(args, "embed", model, {}, write)
+
+
+def read_embedding_parts(folder: Path):
+    """An ``embed --out DIR/`` folder as one :class:`Embeddings`, centred on the whole set's mean
+    and L2-normalised (each file holds raw features: a shard's own mean is not the set's)."""
+    import numpy as np
+    import pandas as pd
+
+    from hybridssl.apply.embed import centre_and_normalise
+    from hybridssl.apply.embeddings import Embeddings, read_embeddings
+
+    doc = read_survey_manifest(folder, "embed")
+    parts = [read_embeddings(folder / o["name"]) for o in doc["outputs"]]
+    centre, x = centre_and_normalise(np.concatenate([p.x for p in parts]))
+    metadata = {k: v for k, v in parts[0].metadata.items() if k != "shard"}
+    metadata.update(n=len(x), normalised="centred-l2", centre=[round(float(c), 7) for c in centre],
+                    files=len(parts))
+    return Embeddings([i for p in parts for i in p.ids], x,
+                      pd.concat([p.meta for p in parts], ignore_index=True), metadata)
