@@ -268,11 +268,16 @@ def _keep_values(column: pd.Series, rows: np.ndarray) -> list:
 
 def load_rows(path: str | Path, schema: Schema, *, id_column: str, path_column: str,
               labelled: bool, campaign: str | None = None,
-              keep_columns: tuple[str, ...] = ()) -> tuple[CatalogRows, list[Rejection], VoteColumns]:
-    """Read ``path`` and return the rows fit to shard, the rejected rows, and the vote columns."""
+              keep_columns: tuple[str, ...] = (), class_column: str | None = None,
+              class_map=None) -> tuple[CatalogRows, list[Rejection], VoteColumns]:
+    """Read ``path`` and return the rows fit to shard, the rejected rows, and the vote columns.
+    With ``class_map`` (``data_prep.class_votes.ClassMap``) the votes are its pseudo-votes for
+    ``class_column`` instead of vote columns."""
     path = Path(path).resolve()
     df = read_catalog(path, (id_column, path_column))
-    for what, col in (("id", id_column), ("image path", path_column), *(("keep", k) for k in keep_columns)):
+    wanted = (("id", id_column), ("image path", path_column), *(("keep", k) for k in keep_columns),
+              *((("class", class_column),) if class_map is not None else ()))
+    for what, col in wanted:
         if col not in df.columns:
             raise CatalogError(f"catalog {path}: no {what} column {col!r}; columns are "
                                f"{', '.join(map(str, df.columns[:30]))}{' ...' if len(df.columns) > 30 else ''}")
@@ -298,7 +303,10 @@ def load_rows(path: str | Path, schema: Schema, *, id_column: str, path_column: 
 
     vc = find_vote_columns(df.columns, schema, campaign)
     votes = None
-    if labelled:
+    if labelled and class_map is not None:
+        votes = class_map.votes(df[class_column], schema, reasons, f"catalog {path}")
+        campaign = class_map.campaign
+    elif labelled:
         if not vc.mapping:
             hint = f" (unknown vote-like columns: {', '.join(vc.unknown[:10])})" if vc.unknown else ""
             raise CatalogError(f"catalog {path}: no vote columns of schema {schema.name}{hint}; name the "

@@ -26,6 +26,7 @@ from omegaconf import MISSING, OmegaConf
 from tqdm import tqdm
 
 from data_prep.catalog import CatalogError, CatalogRows, load_rows
+from data_prep.class_votes import load_class_map
 from data_prep.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
 from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
@@ -37,7 +38,8 @@ from hybridssl.shards import (FORMAT_VERSION, MANIFEST, META_FIELDS, SHARD_PATTE
 REJECTED = "rejected.csv"
 # Settings that change shard contents: a re-run into the same directory must match them.
 _CONTENT_KEYS = ("schema", "campaign", "unlabelled", "image_size", "image_format", "jpeg_quality",
-                 "shard_size", "id_column", "path_column", "keep_columns", "fits_stretch")
+                 "shard_size", "id_column", "path_column", "keep_columns", "fits_stretch",
+                 "class_column", "class_votes")
 
 
 @dataclass
@@ -55,6 +57,8 @@ class PrepareConfig:
     path_column: str = MISSING
     keep_columns: List[str] = MISSING
     fits_stretch: str = MISSING
+    class_column: Optional[str] = MISSING
+    class_votes: Optional[str] = MISSING
 
     def validate(self) -> None:
         checks = [("image_format", self.image_format in IMAGE_FORMATS, sorted(IMAGE_FORMATS)),
@@ -65,6 +69,11 @@ class PrepareConfig:
                   ("workers", self.workers >= 1, ">= 1"),
                   ("keep_columns", not set(self.keep_columns) & set(META_FIELDS),
                    f"catalog columns other than the meta.json fields prepare writes itself {META_FIELDS}")]
+        if (self.class_column is None) != (self.class_votes is None):
+            raise ConfigError("config keys 'class_column' and 'class_votes' go together: a class column "
+                              "and the map that turns its values into pseudo-votes")
+        if self.class_votes is not None and self.unlabelled:
+            raise ConfigError("config key 'class_votes' makes votes; it cannot go with unlabelled: true")
         for key, ok, valid in checks:
             if not ok:
                 raise ConfigError(f"config key {key!r}: {getattr(self, key)!r} is not valid; valid: {valid}")
@@ -159,14 +168,15 @@ def _complete_shards(out: Path, fingerprint: dict, planned: set) -> tuple[dict, 
 
 
 def _write_manifest(out: Path, schema, cfg: PrepareConfig, shards: dict, n_planned: int,
-                    fingerprint: dict, command: str, created: str) -> None:
+                    fingerprint: dict, command: str, created: str, votes_note: dict) -> None:
     entries = [shards[k] for k in sorted(shards)]
     manifest = {"format_version": FORMAT_VERSION, "schema": schema.name, "schema_hash": schema.hash,
                 "n_answers": schema.n_answers, "labelled": not cfg.unlabelled, "image_size": cfg.image_size,
                 "image_format": cfg.image_format, "n_samples": sum(e["n_samples"] for e in entries),
                 "shards": entries, "complete": len(entries) == n_planned, "n_shards_planned": n_planned,
                 "command": command, "created": created,
-                "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(), "prepare": fingerprint}
+                "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(), "prepare": fingerprint,
+                **votes_note}
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
 
 
@@ -189,10 +199,13 @@ def prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: s
 def _prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: str) -> PrepareResult:
     catalog, out = Path(catalog), Path(out)
     schema = load_schema(cfg.schema)
+    class_map = None if cfg.class_votes is None else load_class_map(cfg.class_votes, schema)
     rows, rejected, vote_cols = load_rows(
         catalog, schema, id_column=cfg.id_column, path_column=cfg.path_column, labelled=not cfg.unlabelled,
-        campaign=cfg.campaign, keep_columns=tuple(cfg.keep_columns))
-    if vote_cols.unknown and not cfg.unlabelled:
+        campaign=cfg.campaign, keep_columns=tuple(cfg.keep_columns), class_column=cfg.class_column,
+        class_map=class_map)
+    votes_note = {} if class_map is None else class_map.describe(cfg.class_column)
+    if vote_cols.unknown and not cfg.unlabelled and class_map is None:
         print(f"warning: {len(vote_cols.unknown)} vote-like columns match no answer of schema {schema.name}"
               f" (rows with votes in them are rejected): {', '.join(vote_cols.unknown)}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,14 +213,15 @@ def _prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: 
         for stale in out.glob(pattern):  # temp files of a killed run (hybridssl.atomic names)
             stale.unlink()
     fingerprint = {"catalog_sha256": sha256_file(catalog), "schema_hash": schema.hash,
-                   **{k: v for k, v in to_dict(cfg).items() if k in _CONTENT_KEYS}}
+                   **{k: v for k, v in to_dict(cfg).items() if k in _CONTENT_KEYS},
+                   **({} if class_map is None else {"class_map_hash": class_map.hash})}
     tasks = _shard_tasks(rows, cfg, out, catalog.name)
     shards, created = _complete_shards(out, fingerprint, {t["name"] for t in tasks})
     created = created or datetime.datetime.now(datetime.timezone.utc).isoformat()
     todo = [t for t in tasks if t["name"] not in shards]
 
     def save_manifest():
-        _write_manifest(out, schema, cfg, shards, len(tasks), fingerprint, command, created)
+        _write_manifest(out, schema, cfg, shards, len(tasks), fingerprint, command, created, votes_note)
     save_manifest()  # drops entries of shards found damaged
     with tqdm(total=sum(len(t["ids"]) for t in todo), desc="prepare", unit="img", disable=None) as bar:
         for entry in _run_tasks(todo, cfg.workers):
@@ -235,6 +249,9 @@ _OPTIONS = {  # flag -> (config key, type, help)
     "--keep-columns": ("keep_columns", lambda s: [c.strip() for c in s.split(",") if c.strip()],
                        "comma-separated catalog columns copied into meta.json, e.g. ring,split"),
     "--fits-stretch": ("fits_stretch", str, f"FITS to RGB stretch: {' | '.join(FITS_STRETCHES)}"),
+    "--class-column": ("class_column", str, "catalog column with one class per galaxy (with --class-votes)"),
+    "--class-votes": ("class_votes", str, "class map turning --class-column values into pseudo-votes: "
+                      "shipped name (configs/class_votes/, e.g. gz1_to_gz2) or YAML path"),
 }
 
 
