@@ -125,13 +125,13 @@ def load_task_data(args, source, cfg: FinetuneConfig) -> TaskData:
     values, ids, where = _column(args, source, cfg.label_column)
     missing = np.array([_missing(v) for v in values])
     skipped = keep & missing
+    if not (keep & ~missing).any():
+        raise LabelError(f"label column {cfg.label_column!r} ({where}): no row has a label (all NaN or empty)")
     if skipped.any():
         first = int(np.flatnonzero(skipped)[0])
         print(f"finetune: skipping {int(skipped.sum())} rows without a {cfg.label_column!r} label "
               f"(first: {ids[first]!r})", file=sys.stderr)
     rows = np.flatnonzero(keep & ~missing)
-    if len(rows) == 0:
-        raise LabelError(f"label column {cfg.label_column!r} ({where}): no row has a label")
     targets, classes = _encode([values[r] for r in rows], [ids[r] for r in rows], cfg, where)
     train, val = _split(len(rows), targets, cfg)
     return TaskData(source, rows, targets, classes, train, val)

@@ -86,10 +86,12 @@ class FinetuneModule(pl.LightningModule):
             return F.mse_loss(out[:, 0], (target.float() - self.target_mean) / self.target_std)
         return dirichlet_multinomial_loss(out, target, self.schema)
 
-    def on_train_epoch_start(self) -> None:
-        # each epoch's flips and dropout from its own seed: a run resumed at an epoch boundary
-        # continues exactly as the uninterrupted one (the sampler reshuffles per epoch likewise)
-        torch.manual_seed(int(np.random.SeedSequence([self.seed, self.current_epoch]).generate_state(1)[0]))
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # each batch's flips and dropout from its own seed (the sampler reshuffles per epoch likewise):
+        # a run resumed from an epoch's checkpoint continues exactly as the uninterrupted one, however
+        # much of the global RNG Lightning and the DataLoader drew in between
+        seq = np.random.SeedSequence([self.seed, self.current_epoch, batch_idx])
+        torch.manual_seed(int(seq.generate_state(1)[0]))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x = self.transform(batch["image"])

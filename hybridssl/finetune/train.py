@@ -48,8 +48,10 @@ def _trainer(cfg: FinetuneConfig, out: Path, log_every: int) -> tuple[pl.Trainer
     from hybridssl.train.checkpoint import AtomicCheckpointIO
     from hybridssl.finetune.cli import CHECKPOINTS
 
+    # saved when the epoch ends (after its validation): one saved inside validation makes a resumed
+    # run train that epoch's batches again
     best = ModelCheckpoint(dirpath=out / CHECKPOINTS, filename="best", monitor="val/loss", mode="min",
-                           save_top_k=1, save_last=True, enable_version_counter=False)
+                           save_top_k=1, save_last=True, enable_version_counter=False, save_on_train_epoch_end=True)
     accelerator = "gpu" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=accelerator, devices=1, precision=cfg.precision,
                          callbacks=[EarlyStopping("val/loss", patience=cfg.patience, mode="min"), best],
