@@ -44,6 +44,15 @@ class TaskSamples(torch.utils.data.Dataset):
         return {"image": sample["image"], "target": target}
 
 
+def training_loader(samples: torch.utils.data.Dataset, batch_size: int, num_workers: int, seed: int):
+    """Shuffled batches whose order depends on (seed, epoch) only: the sampler has ``set_epoch``, which
+    Lightning calls, so a resumed run sees the batches the uninterrupted one would. The ragged tail is
+    dropped: a batch of one breaks batch norm in train mode."""
+    sampler = torch.utils.data.DistributedSampler(samples, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    return torch.utils.data.DataLoader(samples, batch_size, sampler=sampler, num_workers=num_workers,
+                                       drop_last=len(samples) > batch_size)
+
+
 def _column(args, source, column: str) -> tuple[list, list[str], str]:
     """(values for every source row, ids, where they come from) of a meta.json field or catalog column."""
     if args.shards:

@@ -54,7 +54,7 @@ def layer_decay_optimizer(backbone: nn.Module, head: nn.Module, lr: float, weigh
     rate) and timm's per-update cosine schedule, which is what applies each group's ``lr_scale``."""
     groups = (param_groups_layer_decay(backbone, weight_decay, layer_decay=layer_decay) if layer_decay
               else param_groups_weight_decay(backbone, weight_decay))
-    groups += param_groups_weight_decay(head, weight_decay)
+    groups += [{**g, "lr_scale": 1.0} for g in param_groups_weight_decay(head, weight_decay)]
     opt = create_optimizer_v2(groups, opt="adamw", lr=lr, weight_decay=weight_decay)
     sched, _ = create_scheduler_v2(opt, sched="cosine", num_epochs=epochs, step_on_epochs=False,
                                    updates_per_epoch=updates_per_epoch)

@@ -8,11 +8,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from hybridssl import export
 from hybridssl.finetune.config import FinetuneConfig
-from hybridssl.finetune.labels import TaskData, TaskSamples, load_task_data
+from hybridssl.finetune.labels import TaskData, TaskSamples, load_task_data, training_loader
 from hybridssl.finetune.module import FinetuneModule, freeze_blocks, task_head
 
 
@@ -25,12 +25,7 @@ def _schema(args, info: dict):
 
 
 def _loaders(data: TaskData, cfg: FinetuneConfig) -> tuple[DataLoader, DataLoader]:
-    train = TaskSamples(data, data.train)
-    # a sampler with set_epoch (Lightning calls it): each epoch's order depends on (seed, epoch) only,
-    # so a resumed run sees the batches the uninterrupted one would; a batch of one breaks batch norm
-    sampler = DistributedSampler(train, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed)
-    return (DataLoader(train, cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                       drop_last=len(train) > cfg.batch_size),
+    return (training_loader(TaskSamples(data, data.train), cfg.batch_size, cfg.num_workers, cfg.seed),
             DataLoader(TaskSamples(data, data.val), cfg.batch_size, num_workers=cfg.num_workers))
 
 

@@ -137,3 +137,23 @@ def test_rows_without_a_label_are_skipped_with_one_line(data, tmp_path, capsys):
     spec = info(out)
     assert spec["task_head"]["classes"] == [0.0, 1.0, 2.0]
     assert spec["finetune"]["n_train"] + spec["finetune"]["n_val"] == N - 4
+
+
+def test_catalog_with_a_label_column(data, tmp_path, capsys):
+    from PIL import Image
+
+    from factories import fake_image
+
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        Image.fromarray(fake_image(rng, 40)).save(tmp_path / f"g{i}.png")
+    labels = ["spiral", "elliptical"] * 5 + [None, "spiral"]
+    pd.DataFrame({"id_str": [f"g{i}" for i in range(12)], "file_loc": [f"g{i}.png" for i in range(12)],
+                  "kind": labels}).to_csv(tmp_path / "cat.csv", index=False)
+    argv = ["finetune", "--model", str(data["model"]), "--catalog", str(tmp_path / "cat.csv"),
+            "--batch-size", "4", "--out", str(tmp_path / "ft")]
+    assert main(argv + ["--label-column", "kinds"]) == 2
+    assert "no column 'kinds'; columns are id_str, file_loc, kind" in capsys.readouterr().err
+    assert main(argv + ["--label-column", "kind", "epochs=1"]) == 0
+    assert "skipping 1 rows without a 'kind' label (first: 'g10')" in capsys.readouterr().err
+    assert info(tmp_path / "ft")["task_head"]["classes"] == ["elliptical", "spiral"]
