@@ -1,6 +1,7 @@
 """One finetune run: open the export and the labelled rows, build the head, fit with Lightning, export the best epoch."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -14,6 +15,11 @@ from hybridssl import export
 from hybridssl.finetune.config import FinetuneConfig
 from hybridssl.finetune.labels import TaskData, TaskSamples, load_task_data, training_loader
 from hybridssl.finetune.module import FinetuneModule, freeze_blocks, task_head
+
+# a non-empty checkpoint directory is the resume case (cli.py refuses a finished run's); the other
+# is a deprecation inside Lightning itself
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def _schema(args, info: dict):
