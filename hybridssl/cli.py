@@ -19,6 +19,7 @@ COMMANDS = {
     "pretrain": ("hybridssl.train.cli", "pretrain a backbone (hybrid | byol | supervised | scratch)"),
     "export": ("hybridssl.export", "export a checkpoint's backbone in timm format (+ Dirichlet head)"),
     "benchmark": ("benchmarks.transfer", "low-label transfer benchmark of exported backbones"),
+    "finetune": ("hybridssl.finetune.cli", "train an export plus a new head on your labels (class, value, votes)"),
     "predict": ("hybridssl.apply.predict", "expected vote fractions, intervals and ask probabilities per answer"),
     "calibrate": ("hybridssl.apply.calibrate", "coverage of predicted vote-count intervals on galaxies with votes"),
     "embed": ("hybridssl.apply.embed", "L2-normalised backbone features of a shard set or catalog"),

@@ -37,6 +37,7 @@ class ExportedModel:
     transform: torch.nn.Module
     info: dict
     device: str = "cpu"
+    task_head: Optional[torch.nn.Module] = None  # a finetuned classification/regression head (finetune/export.py)
 
     @property
     def image_size(self) -> int:
@@ -68,16 +69,18 @@ class ExportedModel:
 
 def load_model(export_dir: str | os.PathLike, device: str = "cpu", augment_preset: str = "minimal") -> ExportedModel:
     from hybridssl.evaluate.features import eval_transform
+    from hybridssl.finetune.export import load_task_head
 
     backbone, info = export.load_backbone(export_dir)
     head = export.load_head(export_dir)
+    task = load_task_head(export_dir)
     schema = load_schema(info["schema"])
     if info.get("schema_hash") and info["schema_hash"] != schema.hash:
         raise ModelError(f"{export_dir}: exported with schema {info['schema']} hash {info['schema_hash']}, "
                          f"the installed schema's hash is {schema.hash}")
     transform, _ = eval_transform(info, augment_preset)
     return ExportedModel(backbone.to(device).eval(), None if head is None else head.to(device).eval(),
-                         schema, transform.to(device), info, device)
+                         schema, transform.to(device), info, device, None if task is None else task[0].to(device))
 
 
 def mc_dropout_rate(model: ExportedModel) -> float:
@@ -106,9 +109,10 @@ def add_model_arguments(parser, mc_default: int) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout masks (reruns match)")
 
 
-def open_model_and_source(args, what: str, min_samples: int = 1):
-    """(model, dataset) after the checks that can fail before any galaxy is processed."""
-    model = open_model(args, what, min_samples)
+def open_model_and_source(args, what: str, min_samples: int = 1, task_head_ok: bool = False):
+    """(model, dataset) after the checks that can fail before any galaxy is processed; with
+    ``task_head_ok`` a finetuned classification/regression head will do instead of a Dirichlet head."""
+    model = open_model(args, what, min_samples, task_head_ok)
     dataset = open_source(args, model.schema, model.image_size)
     rejected = getattr(dataset, "rejected", [])
     if rejected:
@@ -117,10 +121,11 @@ def open_model_and_source(args, what: str, min_samples: int = 1):
     return model, dataset
 
 
-def open_model(args, what: str, min_samples: int = 1) -> ExportedModel:
+def open_model(args, what: str, min_samples: int = 1, task_head_ok: bool = False) -> ExportedModel:
     """The model with a head fit for ``what`` and ``--mc-samples``; MC masks seeded by ``--seed``."""
     model = load_model(args.model, args.device)
-    model.require_head(what)
+    if not (task_head_ok and model.task_head is not None):
+        model.require_head(what)
     if args.mc_samples < min_samples:
         raise ModelError(f"{what} needs --mc-samples >= {min_samples} (MC samples must be able to disagree), "
                          f"got {args.mc_samples}")

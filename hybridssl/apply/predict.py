@@ -6,6 +6,9 @@ the fraction's Beta marginal, mixed over MC samples), and per question ``{questi
 probability the decision tree reaches it, from the expected fractions). Rows are written batch
 by batch into a temp file renamed onto ``--out`` at the end. ``--out DIR/`` writes one file per
 shard instead (``hybridssl.apply.survey``).
+
+A ``hybridssl finetune`` export with a classification head gives instead ``{label}_pred`` (the most
+probable class) and ``{label}_prob_{class}`` per class; with a regression head, ``{label}_pred``.
 """
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ import argparse
 import time
 
 import numpy as np
+import torch
 
-from hybridssl.apply.inference import add_model_arguments, concentration_batches, open_model_and_source
+from hybridssl.apply.inference import add_model_arguments, batches, concentration_batches, open_model_and_source
 from hybridssl.atomic import atomic_path
 
 
@@ -40,6 +44,31 @@ def prediction_columns(schema, conc: np.ndarray, interval: float) -> dict[str, n
     return {k: v.astype(np.float32) for k, v in cols.items()}
 
 
+@torch.inference_mode()
+def task_columns(model, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """A finetuned task head's predictions for one batch, named after its label column."""
+    spec = model.info["task_head"]
+    out = model.task_head(model.features(images)).float()
+    label = spec["label_column"]
+    if spec["task"] == "regression":
+        return {f"{label}_pred": (out[:, 0] * spec["target_std"] + spec["target_mean"]).cpu().numpy()}
+    probs = out.softmax(1).cpu().numpy()
+    classes = spec["classes"]
+    cols = {f"{label}_pred": [classes[k] for k in probs.argmax(1)]}
+    cols.update({f"{label}_prob_{c}": probs[:, k] for k, c in enumerate(classes)})
+    return cols
+
+
+def column_batches(model, dataset, args):
+    """(batch, prediction columns) for every batch: the finetuned task's, or vote fractions."""
+    if model.task_head is not None:
+        for batch in batches(dataset, args.batch_size, args.workers, "predict"):
+            yield batch, task_columns(model, batch["image"])
+        return
+    for batch, conc in concentration_batches(model, dataset, args, "predict"):
+        yield batch, prediction_columns(model.schema, conc, args.interval)
+
+
 def add_arguments(parser) -> None:
     add_model_arguments(parser, mc_default=1)
     parser.add_argument("--out", required=True,
@@ -58,13 +87,13 @@ def write_predictions(model, dataset, args, out, with_campaign: bool | None = No
     n, writer = 0, None
     with atomic_path(out) as tmp:
         try:
-            for batch, conc in concentration_batches(model, dataset, args, "predict"):
+            for batch, predictions in column_batches(model, dataset, args):
                 cols = {"id_str": pa.array(batch["id_str"], pa.string())}
                 if with_campaign is None:
                     with_campaign = any(c is not None for c in batch["campaign"])
                 if with_campaign:
                     cols["campaign"] = pa.array(batch["campaign"], pa.string())
-                cols.update(prediction_columns(model.schema, conc, args.interval))
+                cols.update(predictions)
                 table = pa.table(cols)
                 if writer is None:
                     writer = pq.ParquetWriter(str(tmp), table.schema)
@@ -82,9 +111,12 @@ def run(args) -> int:
     if survey.is_survey_out(args.out):
         return survey.run_predict(args)
     start = time.perf_counter()
-    model, dataset = open_model_and_source(args, "predict")
+    model, dataset = open_model_and_source(args, "predict", task_head_ok=True)
     n = write_predictions(model, dataset, args, args.out)
-    print(f"predict: {n} galaxies, {model.schema.n_answers} answers x (fraction, {args.interval:g} interval), "
-          f"{model.schema.n_questions} ask probabilities, {args.mc_samples} MC sample(s), "
+    what = (f"{model.info['task_head']['task']} of {model.info['task_head']['label_column']!r}"
+            if model.task_head is not None else
+            f"{model.schema.n_answers} answers x (fraction, {args.interval:g} interval), "
+            f"{model.schema.n_questions} ask probabilities, {args.mc_samples} MC sample(s)")
+    print(f"predict: {n} galaxies, {what}, "
           f"{time.perf_counter() - start:.1f} s -> {args.out}")
     return 0

@@ -184,7 +184,7 @@ def run_predict(args) -> int:
     from hybridssl.apply.predict import write_predictions
 
     args.device = rank_device(args.device, ranks()[2])
-    model = open_model(args, "predict")
+    model = open_model(args, "predict", task_head_ok=True)
 
     def write(dataset, shard, path):
         torch.manual_seed(shard_seed(args.seed, shard))

@@ -1,25 +1,26 @@
 """Fine-tuning protocol: the whole backbone plus a new linear head, trained on the subset.
 
-A plain loop rather than a Lightning Trainer: a benchmark runs this once per (backbone,
-budget, seed) cell, for a few epochs, and a Trainer's per-run setup and log directories would
-cost more than the training itself. Layer-wise LR decay comes from timm's optimizer factory
-(``param_groups_layer_decay`` over the model's own layer grouping).
+The training is ``hybridssl finetune``'s (``hybridssl/finetune/module.py``: one loop in the project,
+layer-wise LR decay from timm's layer grouping, random flips), run by a bare Lightning Trainer
+(no logger, checkpoints, validation split or progress bar: a benchmark runs this once per
+(backbone, budget, seed) cell for a fixed number of epochs).
 """
 from __future__ import annotations
 
-import math
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from omegaconf import MISSING
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
 
 from hybridssl import export
-from hybridssl.evaluate.features import eval_transform, image_batches
+from hybridssl.evaluate.features import eval_transform, image_batches, read_meta
+
+# the benchmark trains for fixed epochs; the module's validation step serves `hybridssl finetune`
+warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no `val_dataloader`")
 
 
 @dataclass
@@ -38,35 +39,30 @@ def finetune(backbone_dir, shard_dir, train_idx: np.ndarray, test_idx: np.ndarra
 
     ``label_of``: id_str -> class index (rows are matched by id, not by position).
     """
-    torch.manual_seed(seed)
-    model, info = export.load_backbone(backbone_dir)
-    model.reset_classifier(n_classes)
-    model = model.to(device)
-    transform = eval_transform(info, augment_preset)[0].to(device)
-    opt = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
-                              layer_decay=cfg.layer_decay)
-    per_epoch = max(len(train_idx) // cfg.batch_size, 1)  # training batches drop the ragged tail
-    # timm's scheduler is what applies the per-layer ``lr_scale`` that layer decay sets
-    sched, _ = create_scheduler_v2(opt, sched="cosine", num_epochs=cfg.epochs, step_on_epochs=False,
-                                   updates_per_epoch=per_epoch)
-    losses = []
-    model.train()
-    for epoch in range(cfg.epochs):
-        for batch in image_batches(shard_dir, cfg.batch_size, num_workers, train_idx, shuffle_seed=seed * 1000 + epoch):
-            x = transform(batch["image"].to(device))
-            flip = torch.rand(len(x), device=device) < 0.5  # the one augmentation: orientation carries no class
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            y = torch.as_tensor([label_of[i] for i in batch["id_str"]], device=device)
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            sched.step_update(len(losses))
-            opt.step()
-            losses.append(loss.item())
-    model.eval()
+    from hybridssl.data import IndexedShards
+    from hybridssl.finetune.labels import TaskData, TaskSamples, training_loader
+    from hybridssl.finetune.module import FinetuneModule, task_head
+
+    pl.seed_everything(seed, verbose=False)
+    backbone, info = export.load_backbone(backbone_dir)
+    ids = [m["id_str"] for m in read_meta(shard_dir)]
+    rows = np.asarray(train_idx)
+    data = TaskData(IndexedShards(shard_dir), rows, np.array([label_of[ids[r]] for r in rows], dtype=np.int64),
+                    None, np.arange(len(rows)), np.arange(0))
+    loader = training_loader(TaskSamples(data, data.train), cfg.batch_size, num_workers, seed)
+    module = FinetuneModule(backbone.train(), task_head("classification", backbone.num_features, n_classes, 0.0),
+                            eval_transform(info, augment_preset)[0], "classification", lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay, epochs=cfg.epochs,
+                            updates_per_epoch=max(len(loader), 1), seed=seed)
+    trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator="gpu" if str(device).startswith("cuda") else "cpu",
+                         devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, loader)
+    module = module.to(device).eval()
     probs = []
     with torch.inference_mode():
         for batch in image_batches(shard_dir, cfg.batch_size, num_workers, test_idx):
-            probs.append(model(transform(batch["image"].to(device))).softmax(-1).float().cpu().numpy())
-    return np.concatenate(probs), {"final_loss": float(np.mean(losses[-5:])) if losses else math.nan,
-                                   "steps": len(losses)}
+            probs.append(module(batch["image"].to(device)).softmax(-1).float().cpu().numpy())
+    loss = trainer.callback_metrics.get("train/loss")
+    return np.concatenate(probs), {"final_loss": float("nan") if loss is None else float(loss),
+                                   "steps": trainer.global_step}

@@ -3,9 +3,9 @@ import pytest
 
 from backbone_factory import write_export
 from factories import write_shards
-from hybridssl.evaluate import finetune as ft
 from hybridssl.evaluate.features import read_meta
 from hybridssl.evaluate.finetune import FinetuneConfig, finetune
+from hybridssl.finetune import module as ft
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""``hybridssl finetune``: an exported backbone plus a task head, trained on your labels."""

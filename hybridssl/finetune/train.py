@@ -1,0 +1,99 @@
+"""One finetune run: open the export and the labelled rows, build the head, fit with Lightning, export the best epoch."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from hybridssl import export
+from hybridssl.finetune.config import FinetuneConfig
+from hybridssl.finetune.labels import TaskData, TaskSamples, load_task_data, training_loader
+from hybridssl.finetune.module import FinetuneModule, freeze_blocks, task_head
+
+# a non-empty checkpoint directory is the resume case (cli.py refuses a finished run's); the other
+# is a deprecation inside Lightning itself
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def _schema(args, info: dict):
+    """Votes are read over the shards' own schema (a new campaign's questions); else the export's."""
+    from hybridssl.schema import load_schema
+    from hybridssl.shards import read_manifest
+
+    return load_schema(read_manifest(args.shards)["schema"] if args.shards else info["schema"])
+
+
+def _loaders(data: TaskData, cfg: FinetuneConfig) -> tuple[DataLoader, DataLoader]:
+    return (training_loader(TaskSamples(data, data.train), cfg.batch_size, cfg.num_workers, cfg.seed),
+            DataLoader(TaskSamples(data, data.val), cfg.batch_size, num_workers=cfg.num_workers))
+
+
+def _head_spec(cfg: FinetuneConfig, data: TaskData, in_features: int, n_outputs: int, scale: tuple) -> dict:
+    if cfg.task == "votes":
+        return {"in_features": in_features, "n_answers": n_outputs, "dropout": cfg.head_dropout}
+    spec = {"task": cfg.task, "label_column": cfg.label_column, "in_features": in_features,
+            "n_outputs": n_outputs, "dropout": cfg.head_dropout}
+    if cfg.task == "classification":
+        return {**spec, "classes": data.classes}
+    return {**spec, "target_mean": scale[0], "target_std": scale[1]}
+
+
+def _trainer(cfg: FinetuneConfig, out: Path, log_every: int) -> tuple[pl.Trainer, ModelCheckpoint]:
+    from hybridssl.train.checkpoint import AtomicCheckpointIO
+    from hybridssl.finetune.cli import CHECKPOINTS
+
+    # saved when the epoch ends (after its validation): one saved inside validation makes a resumed
+    # run train that epoch's batches again
+    best = ModelCheckpoint(dirpath=out / CHECKPOINTS, filename="best", monitor="val/loss", mode="min",
+                           save_top_k=1, save_last=True, enable_version_counter=False, save_on_train_epoch_end=True)
+    accelerator = "gpu" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=accelerator, devices=1, precision=cfg.precision,
+                         callbacks=[EarlyStopping("val/loss", patience=cfg.patience, mode="min"), best],
+                         logger=CSVLogger(out, name="logs"), plugins=[AtomicCheckpointIO()], default_root_dir=out,
+                         log_every_n_steps=log_every, num_sanity_val_steps=0, enable_model_summary=False)
+    return trainer, best
+
+
+def finetune(args, cfg: FinetuneConfig, out: Path, resume: Optional[Path]) -> Optional[dict]:
+    """Train per ``cfg`` on ``args``' source; the written export's config.json (None when interrupted)."""
+    from hybridssl.apply.sources import open_source
+    from hybridssl.evaluate.features import eval_transform
+    from hybridssl.finetune.export import write_finetuned
+    from hybridssl.train.checkpoint import load_checkpoint
+
+    backbone, info = export.load_backbone(args.model)
+    schema = _schema(args, info)
+    data = load_task_data(args, open_source(args, schema, int(info["image_size"])), cfg)
+    n_outputs = {"classification": len(data.classes or ()), "regression": 1, "votes": schema.n_answers}[cfg.task]
+    scale = (0.0, 1.0)
+    if cfg.task == "regression":  # the head learns the standardised target; predict undoes it
+        y = data.targets[data.train]
+        scale = (float(y.mean()), float(y.std()) or 1.0)
+    pl.seed_everything(cfg.seed, verbose=False)
+    head = task_head(cfg.task, backbone.num_features, n_outputs, cfg.head_dropout)
+    frozen = freeze_blocks(backbone, cfg.train_blocks)
+    train_loader, val_loader = _loaders(data, cfg)
+    module = FinetuneModule(backbone, head, eval_transform(info, cfg.augment)[0], cfg.task, lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay, epochs=cfg.epochs,
+                            updates_per_epoch=max(len(train_loader), 1), seed=cfg.seed, schema=schema,
+                            target_mean=scale[0], target_std=scale[1])
+    trainer, best = _trainer(cfg, out, log_every=min(50, max(len(train_loader), 1)))
+    module.train()  # load_backbone returns eval mode, and Lightning keeps each module's mode as found
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
+    if trainer.interrupted:
+        return None
+    module.load_state_dict(load_checkpoint(best.best_model_path)["state_dict"])
+    best_epoch = int(load_checkpoint(best.best_model_path, mmap=True)["epoch"])
+    summary = {"from": str(Path(args.model).resolve()), "task": cfg.task, "label_column": cfg.label_column,
+               "train_blocks": cfg.train_blocks, "frozen_modules": len(frozen), "n_train": len(data.train),
+               "n_val": len(data.val), "epochs_run": trainer.current_epoch, "best_epoch": best_epoch,
+               "best_val_loss": float(best.best_model_score), "stopped_early": trainer.current_epoch < cfg.epochs}
+    return write_finetuned(out, module, frozen, info, _head_spec(cfg, data, backbone.num_features, n_outputs, scale),
+                           summary)
