@@ -10,7 +10,7 @@ import webdataset as wds
 from hybridssl.config import ConfigError
 from hybridssl.data.tars import is_local
 from hybridssl.schema import Schema
-from hybridssl.shards import MANIFEST, ShardError, read_manifest, shard_names
+from hybridssl.shards import MANIFEST, ShardError, manifest_in_chans, read_manifest, shard_names
 
 
 @dataclass
@@ -20,6 +20,7 @@ class ShardSet:
     sizes: List[int]      # samples per shard, from the manifest
     image_size: int
     labelled: bool
+    in_chans: int         # bands per image (3 for JPEG/PNG sets)
 
 
 def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -> ShardSet:
@@ -44,4 +45,5 @@ def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -
     if not shards:
         raise ShardError(f"{label}: no samples")
     urls = [f"{where.rstrip('/')}/{s['name']}" for s in shards]
-    return ShardSet(where, urls, [int(s["n_samples"]) for s in shards], int(m["image_size"]), bool(m["labelled"]))
+    return ShardSet(where, urls, [int(s["n_samples"]) for s in shards], int(m["image_size"]), bool(m["labelled"]),
+                    manifest_in_chans(m))
