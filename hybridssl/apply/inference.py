@@ -42,6 +42,15 @@ class ExportedModel:
     def image_size(self) -> int:
         return int(self.info["image_size"])
 
+    @property
+    def in_chans(self) -> int:
+        return int(self.info["in_chans"])
+
+    @property
+    def float_bands(self) -> bool:
+        """Trained on float bands (``prepare --image-format npy``), not 8-bit RGB."""
+        return self.info.get("bands") is not None
+
     def require_head(self, what: str) -> None:
         if self.head is None:
             raise ModelError(f"{what} needs a Dirichlet head; this export ({self.info.get('mode')} mode) has "
@@ -49,7 +58,7 @@ class ExportedModel:
 
     @torch.inference_mode()
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) uint8 -> (B, num_features) float32 pooled backbone features."""
+        """(B, 3, H, W) uint8 or (B, in_chans, H, W) float bands -> (B, num_features) float32 pooled features."""
         return self.backbone(self.transform(images.to(self.device))).float()
 
     @torch.inference_mode()
@@ -118,7 +127,7 @@ def open_model_and_source(args, what: str, min_samples: int = 1):
                          "dropout 0: every MC sample would be the same" +
                          ("" if min_samples > 1 else "; use --mc-samples 1"))
     torch.manual_seed(args.seed)
-    dataset = open_source(args, model.schema, model.image_size)
+    dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.float_bands)
     rejected = getattr(dataset, "rejected", [])
     if rejected:
         print(f"{what}: skipping {len(rejected)} catalog rows (first: row {rejected[0].row}, "

@@ -53,13 +53,23 @@ def add_source_arguments(parser: argparse.ArgumentParser, required: bool = True)
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
 
 
-def open_source(args, schema: Schema, image_size: int) -> torch.utils.data.Dataset:
-    """The dataset named by ``--shards`` or ``--catalog``, at the model's ``image_size``."""
+def image_kind(in_chans: int, float_bands: bool) -> str:
+    return f"{in_chans} float band{'s' * (in_chans != 1)}" if float_bands else "8-bit RGB"
+
+
+def open_source(args, schema: Schema, image_size: int, in_chans: int, float_bands: bool) -> torch.utils.data.Dataset:
+    """The dataset named by ``--shards`` or ``--catalog``, at the model's ``image_size``, refused
+    when its images are not the kind the model takes (``in_chans`` bands, float or 8-bit RGB)."""
     from hybridssl.data import IndexedShards
     from hybridssl.shards import ShardError
 
+    model_kind = image_kind(in_chans, float_bands)
     if args.shards:
         ds = IndexedShards(args.shards)
+        if image_kind(ds.in_chans, ds.bands is not None) != model_kind:
+            raise ShardError(f"{args.shards}: images are {image_kind(ds.in_chans, ds.bands is not None)}, the model "
+                             f"takes {model_kind}; prepare them as the model's data was (its config.json "
+                             "'in_chans' and 'bands')")
         if ds.image_size != image_size:
             raise ShardError(f"{args.shards}: images are {ds.image_size} px, the model takes {image_size} px; "
                              f"prepare the catalog with --image-size {image_size} or use --catalog")
@@ -67,4 +77,7 @@ def open_source(args, schema: Schema, image_size: int) -> torch.utils.data.Datas
             raise ShardError(f"{args.shards}: votes have {ds.n_answers} answers, schema {schema.name} "
                              f"has {schema.n_answers}")
         return ds
+    if float_bands:
+        raise SourceError(f"--catalog reads images as 8-bit RGB; the model takes {model_kind}: prepare the "
+                          "catalog with `hybridssl prepare --image-format npy` and pass --shards")
     return CatalogImages(Path(args.catalog), schema, image_size, args.id_column, args.path_column)

@@ -36,6 +36,7 @@ class IndexedShards(torch.utils.data.Dataset):
                 raise ShardError(f"{self.shard_dir / MANIFEST}: schema_hash {m['schema_hash']} does not match "
                                  f"schema {schema.name} (hash {schema.hash})")
         self.labelled, self.image_size, self.in_chans = bool(m["labelled"]), int(m["image_size"]), manifest_in_chans(m)
+        self.bands = m.get("bands")  # per-band normalisation of float (npy) sets; None: 8-bit RGB
         self.n_answers = int(m.get("n_answers") or (schema.n_answers if schema else 0))
         self.shards = shard_paths(shard_dir)
         self.index = [entry for s, path in enumerate(self.shards) for entry in _index_tar(s, path)]

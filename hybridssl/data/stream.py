@@ -53,7 +53,7 @@ from torch.utils.data import default_collate
 from hybridssl.config import ConfigError
 from hybridssl.schema import Schema, load_schema
 from hybridssl.data.samples import DECODERS, parse_sample, warm_decoder
-from hybridssl.data.shardsets import ShardSet, open_shard_set
+from hybridssl.data.shardsets import ShardSet, image_kind, open_shard_set
 from hybridssl.data.tars import tar_samples
 from hybridssl.shards import MANIFEST, ShardError
 
@@ -178,10 +178,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         if len(set(sizes.values())) > 1:
             raise ShardError(f"shard sets have different image sizes {sizes}; a batch needs one size")
         self.image_size = next(iter(sizes.values()))
-        bands = {s.where: s.in_chans for st in self.streams for s in st.sets}
-        if len(set(bands.values())) > 1:
-            raise ShardError(f"shard sets have different numbers of bands {bands}; a batch needs one")
-        self.in_chans = next(iter(bands.values()))
+        self.in_chans, self.bands = image_kind([s for st in self.streams for s in st.sets])
         for s in self.streams[0].sets if self.streams[0].with_votes else []:
             if not s.labelled:
                 raise ShardError(f"{s.where}/{MANIFEST}: listed in data.labelled but has no votes (labelled: false)")
