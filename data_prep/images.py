@@ -98,7 +98,7 @@ def load_bands(path: str | Path) -> tuple[np.ndarray, bool]:
     band, RGB = 3, alpha dropped)."""
     path = Path(path)
     if _is_fits(_read_head(path), path):
-        return _bands_first(_read_fits(path), path), True
+        return _bands_first(_read_fits(path).astype(np.float64), path), True
     with _pil_errors(path), Image.open(path) as im:
         if _is_high_depth(im):
             a = _read_high_depth(path)
