@@ -69,8 +69,12 @@ def encode_votes(votes: np.ndarray) -> bytes:
     return encode_array(np.asarray(votes, dtype=np.float32))
 
 
-def decode_votes(data: bytes) -> np.ndarray:
+def decode_array(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def decode_votes(data: bytes) -> np.ndarray:
+    return decode_array(data)
 
 
 def read_manifest(shard_dir: str | os.PathLike) -> dict:

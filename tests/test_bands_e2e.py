@@ -105,6 +105,7 @@ def test_stored_pixels_are_the_normalised_source(band_sets, n_bands):
         assert got.dtype == np.float16 and got.shape == (n_bands, SIZE, SIZE)
         # float16 keeps 11 significant bits (rel. 4.9e-4); atol only covers values near 0 (subnormals)
         np.testing.assert_allclose(got.astype(np.float64), want, rtol=1e-3, atol=1e-4)
+    assert main(["verify", str(shards)]) == 0
     sample = IndexedShards(shards)[0]["image"]
     assert sample.dtype.is_floating_point and tuple(sample.shape) == (n_bands, SIZE, SIZE)
 

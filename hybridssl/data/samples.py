@@ -8,7 +8,7 @@ import json
 import numpy as np
 import torch
 
-from hybridssl.shards import decode_key, decode_votes, encode_votes
+from hybridssl.shards import decode_array, decode_key, decode_votes, encode_votes
 
 DECODERS = ("torchvision", "pil")
 _IMAGE_MEMBERS = ("image.jpg", "image.png", "image.jpeg", "image.npy")
@@ -26,7 +26,7 @@ def decode_image(data: bytes, backend: str = "torchvision") -> torch.Tensor:
 
 def decode_bands(data: bytes) -> torch.Tensor:
     """``image.npy`` bytes (float16 (bands, H, W), ``prepare --image-format npy``) -> float32 tensor."""
-    a = np.load(io.BytesIO(data), allow_pickle=False)
+    a = decode_array(data)
     if a.dtype != np.float16 or a.ndim != 3:
         raise ValueError(f"image.npy is {a.dtype} {a.shape}, not float16 (bands, H, W)")
     return torch.from_numpy(a.astype(np.float32))
