@@ -141,7 +141,7 @@ def pretrain_config(config: str, arch: str | None, image_size: int | None, batch
     from hybridssl.config import load_config, resolve_config_path
     from hybridssl.train.config import PretrainConfig
 
-    over = ["mode=hybrid", "data.labelled=[unused]", "data.unlabelled=[unused]"]
+    over = ["mode=hybrid", "data.labelled=[unused]", "data.unlabelled=[unused]", "model.in_chans=3"]  # RGB batches
     if arch:
         over.append(f"model.backbone={arch}")
     if image_size:

@@ -1,4 +1,6 @@
-"""Load a galaxy image (JPEG, PNG or FITS) as uint8 RGB, resize it once, encode it for a shard.
+"""Load a galaxy image (JPEG, PNG or FITS) as uint8 RGB, resize it once, encode it for a shard;
+``load_bands`` reads the same files as unscaled float bands (``prepare --image-format npy``,
+normalised in ``data_prep/bands.py``).
 
 The format is read from the file's content, never its extension, so a PNG named ``.jpg``
 loads. Every failure (missing, empty, truncated, undecodable file) raises :class:`ImageError`
@@ -27,6 +29,7 @@ path, which also scales each image by its own statistics.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from pathlib import Path
@@ -79,6 +82,44 @@ def _is_fits(head: bytes, path: Path) -> bool:
 def load_image(path: str | Path, fits_stretch: str = "asinh") -> np.ndarray:
     """(H, W, 3) uint8 RGB from a JPEG, PNG (any PIL format) or FITS file."""
     path = Path(path)
+    if _is_fits(_read_head(path), path):
+        return _load_fits(path, fits_stretch)
+    with _pil_errors(path), Image.open(path) as im:
+        if _is_high_depth(im):
+            return _high_depth_rgb(path)
+        im.load()  # decode now: truncated files fail here, not later
+        return np.asarray(im.convert("RGB"))
+
+
+def load_bands(path: str | Path) -> tuple[np.ndarray, bool]:
+    """(bands, H, W) float64 at the file's full depth, nothing stretched or scaled, and whether
+    it is FITS (rows south-up, exact zeros mean "no data"). FITS: the planes of the first image
+    HDU, or every 2-D image HDU of one shape stacked; other formats: their channels (grey = 1
+    band, RGB = 3, alpha dropped)."""
+    path = Path(path)
+    if _is_fits(_read_head(path), path):
+        return _bands_first(_read_fits(path).astype(np.float64), path), True
+    with _pil_errors(path), Image.open(path) as im:
+        if _is_high_depth(im):
+            a = _read_high_depth(path)
+        else:
+            im.load()
+            a = np.asarray(im if im.mode in ("L", "RGB") else im.convert("RGB"))
+    return _bands_first(a.astype(np.float64), path, channels_last=True), False
+
+
+def _bands_first(a: np.ndarray, path: Path, channels_last: bool = False) -> np.ndarray:
+    """2-D -> (1, H, W); 3-D -> bands first (FITS cubes come either way: the short axis is the bands)."""
+    if a.ndim == 2:
+        return a[None]
+    if a.ndim == 3 and (channels_last or a.shape[-1] < a.shape[0]):
+        return np.moveaxis(a, -1, 0)
+    if a.ndim == 3:
+        return a
+    raise ImageError(f"image data of shape {a.shape} is not (bands, H, W): {path}")
+
+
+def _read_head(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
             head = f.read(len(_FITS_MAGIC))
@@ -88,17 +129,19 @@ def load_image(path: str | Path, fits_stretch: str = "asinh") -> np.ndarray:
         raise ImageError(f"image file unreadable: {path} ({e.strerror or e})") from None
     if not head:
         raise ImageError(f"image file is empty (0 bytes): {path}")
-    if _is_fits(head, path):
-        return _load_fits(path, fits_stretch)
+    return head
+
+
+@contextlib.contextmanager
+def _pil_errors(path: Path):
+    """PIL's errors for undecodable, corrupt and truncated data as one-line ImageErrors."""
     try:
-        with Image.open(path) as im:
-            if _is_high_depth(im):
-                return _high_depth_rgb(path)
-            im.load()  # decode now: truncated files fail here, not later
-            return np.asarray(im.convert("RGB"))
+        yield
+    except ImageError:
+        raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ImageError(f"not a decodable image: {path} ({type(e).__name__})") from None
-    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt and truncated data
+    except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"corrupt or truncated image: {path} ({e})") from None
 
 
@@ -107,31 +150,43 @@ def _is_high_depth(im: Image.Image) -> bool:
     return im.mode in ("I", "F") or any(";16" in str(t.args) for t in im.tile)
 
 
-def _high_depth_rgb(path: Path) -> np.ndarray:
-    """A 16-bit (or wider) image as uint8 RGB, scaled by its own maximum (see the module doc)."""
+def _read_high_depth(path: Path) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) RGB (OpenCV's BGR reversed, alpha dropped), at full depth."""
     import cv2  # only high-depth images pay for OpenCV
     a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if a is None:
         raise ImageError(f"corrupt or truncated image: {path} (high-depth image does not decode)")
-    a = a[..., 2::-1] if a.ndim == 3 and a.shape[-1] >= 3 else np.repeat(a.reshape(*a.shape[:2], -1)[..., :1], 3, -1)
+    return a[..., 2::-1] if a.ndim == 3 and a.shape[-1] >= 3 else a.reshape(*a.shape[:2], -1)[..., 0]
+
+
+def _high_depth_rgb(path: Path) -> np.ndarray:
+    """A 16-bit (or wider) image as uint8 RGB, scaled by its own maximum (see the module doc)."""
+    a = _read_high_depth(path)
+    a = a if a.ndim == 3 else np.repeat(a[..., None], 3, -1)
     a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(0, None)
     top = a.max()
     return (a * (255.0 / top) + 0.5).astype(np.uint8) if top > 0 else np.zeros(a.shape, np.uint8)
 
 
-def _load_fits(path: Path, stretch: str) -> np.ndarray:
+def _read_fits(path: Path) -> np.ndarray:
+    """The first image HDU's data, or every 2-D image HDU of its shape stacked as bands."""
     from astropy.io import fits  # only FITS catalogs pay for astropy
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message=".*truncated")  # reject a cut file, never pad it
             with fits.open(path, memmap=False) as hdus:
-                data = next((np.array(h.data) for h in hdus if h.data is not None and np.ndim(h.data) >= 2), None)
+                images = [np.array(h.data) for h in hdus if h.data is not None and np.ndim(h.data) >= 2]
     except (OSError, ValueError, TypeError, IndexError, Warning) as e:  # astropy's errors for broken files
         raise ImageError(f"FITS file cannot be decoded: {path} ({e})") from None
-    if data is None:
+    if not images:
         raise ImageError(f"FITS file has no image data: {path}")
+    planes = [a for a in images if a.ndim == 2 and a.shape == images[0].shape]
+    return np.stack(planes) if images[0].ndim == 2 and len(planes) > 1 else images[0]
+
+
+def _load_fits(path: Path, stretch: str) -> np.ndarray:
     try:
-        return fits_to_rgb(data, stretch)
+        return fits_to_rgb(_read_fits(path), stretch)
     except ImageError as e:
         raise ImageError(f"{e}: {path}") from None
 

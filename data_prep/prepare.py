@@ -7,6 +7,8 @@ the manifest (rewritten atomically after every shard) lists only complete shards
 SIGKILL or a full disk never leaves a partial shard behind a reader's back. Members are named
 ``<key>.<ext>`` exactly as webdataset's ``TarWriter`` would write them. Rejected rows
 (bad catalog values, unreadable images) go to ``rejected.csv`` with row, id and reason.
+``--image-format npy`` keeps every band as float16 (``data_prep/bands.py``): a first pass over
+a sample of the images sets the per-band normalisation, written to the manifest.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import List, Optional
 from omegaconf import MISSING, OmegaConf
 from tqdm import tqdm
 
+from data_prep.bands import NPY_FORMAT, band_stats, prepare_bands
 from data_prep.catalog import CatalogError, CatalogRows, load_rows
 from data_prep.class_votes import load_class_map
 from data_prep.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
@@ -36,6 +39,7 @@ from hybridssl.shards import (FORMAT_VERSION, MANIFEST, META_FIELDS, SHARD_PATTE
                               encode_votes, sha256_file)
 
 REJECTED = "rejected.csv"
+FORMATS = (*IMAGE_FORMATS, NPY_FORMAT)
 # Settings that change shard contents: a re-run into the same directory must match them.
 _CONTENT_KEYS = ("schema", "campaign", "unlabelled", "image_size", "image_format", "jpeg_quality",
                  "shard_size", "id_column", "path_column", "keep_columns", "fits_stretch",
@@ -59,9 +63,11 @@ class PrepareConfig:
     fits_stretch: str = MISSING
     class_column: Optional[str] = MISSING
     class_votes: Optional[str] = MISSING
+    band_stats_images: int = MISSING
 
     def validate(self) -> None:
-        checks = [("image_format", self.image_format in IMAGE_FORMATS, sorted(IMAGE_FORMATS)),
+        checks = [("image_format", self.image_format in FORMATS, FORMATS),
+                  ("band_stats_images", self.band_stats_images >= 1, ">= 1"),
                   ("fits_stretch", self.fits_stretch in FITS_STRETCHES, FITS_STRETCHES),
                   ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "1..100"),
                   ("image_size", self.image_size >= 8, ">= 8"),
@@ -87,7 +93,7 @@ class PrepareResult:
     n_shards: int
 
 
-def _shard_tasks(rows: CatalogRows, cfg: PrepareConfig, out: Path, source: str) -> list[dict]:
+def _shard_tasks(rows: CatalogRows, cfg: PrepareConfig, out: Path, source: str, bands) -> list[dict]:
     tasks = []
     for s, start in enumerate(range(0, len(rows.ids), cfg.shard_size)):
         sl = slice(start, start + cfg.shard_size)
@@ -95,7 +101,8 @@ def _shard_tasks(rows: CatalogRows, cfg: PrepareConfig, out: Path, source: str) 
                       "rows": rows.rows[sl].tolist(), "ids": rows.ids[sl], "paths": rows.paths[sl],
                       "campaigns": rows.campaigns[sl], "keep": {k: v[sl] for k, v in rows.keep.items()},
                       "votes": None if rows.votes is None else rows.votes[sl],
-                      "image": (cfg.image_size, cfg.image_format, cfg.jpeg_quality, cfg.fits_stretch)})
+                      "image": (cfg.image_size, cfg.image_format, cfg.jpeg_quality, cfg.fits_stretch),
+                      "bands": bands})
     return tasks
 
 
@@ -119,7 +126,8 @@ def _write_shard(task: dict) -> dict:
     with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tw:
         for i, id_str in enumerate(task["ids"]):
             try:
-                image = prepare_image(task["paths"][i], size, fmt, quality, stretch)
+                image = (prepare_bands(task["paths"][i], size, task["bands"]) if fmt == NPY_FORMAT
+                         else prepare_image(task["paths"][i], size, fmt, quality, stretch))
             except ImageError as e:
                 rejected.append([task["rows"][i], id_str, str(e)])
                 continue
@@ -168,7 +176,7 @@ def _complete_shards(out: Path, fingerprint: dict, planned: set) -> tuple[dict, 
 
 
 def _write_manifest(out: Path, schema, cfg: PrepareConfig, shards: dict, n_planned: int,
-                    fingerprint: dict, command: str, created: str, votes_note: dict) -> None:
+                    fingerprint: dict, command: str, created: str, votes_note: dict, bands) -> None:
     entries = [shards[k] for k in sorted(shards)]
     manifest = {"format_version": FORMAT_VERSION, "schema": schema.name, "schema_hash": schema.hash,
                 "n_answers": schema.n_answers, "labelled": not cfg.unlabelled, "image_size": cfg.image_size,
@@ -177,6 +185,8 @@ def _write_manifest(out: Path, schema, cfg: PrepareConfig, shards: dict, n_plann
                 "command": command, "created": created,
                 "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(), "prepare": fingerprint,
                 **votes_note}
+    if bands is not None:
+        manifest.update(in_chans=bands["n_bands"], bands=bands)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
 
 
@@ -215,13 +225,19 @@ def _prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: 
     fingerprint = {"catalog_sha256": sha256_file(catalog), "schema_hash": schema.hash,
                    **{k: v for k, v in to_dict(cfg).items() if k in _CONTENT_KEYS},
                    **({} if class_map is None else {"class_map_hash": class_map.hash})}
-    tasks = _shard_tasks(rows, cfg, out, catalog.name)
+    bands = None
+    if cfg.image_format == NPY_FORMAT and len(rows.ids):
+        try:
+            bands = fingerprint["bands"] = band_stats(rows.paths, cfg.band_stats_images, cfg.fits_stretch)
+        except ImageError as e:
+            raise CatalogError(f"{catalog}: {e}") from None
+    tasks = _shard_tasks(rows, cfg, out, catalog.name, bands)
     shards, created = _complete_shards(out, fingerprint, {t["name"] for t in tasks})
     created = created or datetime.datetime.now(datetime.timezone.utc).isoformat()
     todo = [t for t in tasks if t["name"] not in shards]
 
     def save_manifest():
-        _write_manifest(out, schema, cfg, shards, len(tasks), fingerprint, command, created, votes_note)
+        _write_manifest(out, schema, cfg, shards, len(tasks), fingerprint, command, created, votes_note, bands)
     save_manifest()  # drops entries of shards found damaged
     with tqdm(total=sum(len(t["ids"]) for t in todo), desc="prepare", unit="img", disable=None) as bar:
         for entry in _run_tasks(todo, cfg.workers):
@@ -240,7 +256,8 @@ _OPTIONS = {  # flag -> (config key, type, help)
     "--campaign": ("campaign", str, "campaign of a plain release table (dr5, dr12, dr8, gz2, ...): maps "
                    "`bar_strong` / GZ2 `t03_bar_a06_bar_count` columns onto `bar-dr5_strong`-style ones"),
     "--image-size": ("image_size", int, "square image size in pixels (resized once here)"),
-    "--image-format": ("image_format", str, f"stored image format: {' | '.join(IMAGE_FORMATS)}"),
+    "--image-format": ("image_format", str, f"stored image format: {' | '.join(FORMATS)} (npy: float16, "
+                     "every band, normalised per band; see README 'Single- and multi-band images')"),
     "--jpeg-quality": ("jpeg_quality", int, "JPEG quality 1..100"),
     "--shard-size": ("shard_size", int, "samples per shard"),
     "--workers": ("workers", int, "processes writing shards in parallel"),
@@ -248,7 +265,9 @@ _OPTIONS = {  # flag -> (config key, type, help)
     "--path-column": ("path_column", str, "catalog column with the image path (relative to the catalog)"),
     "--keep-columns": ("keep_columns", lambda s: [c.strip() for c in s.split(",") if c.strip()],
                        "comma-separated catalog columns copied into meta.json, e.g. ring,split"),
-    "--fits-stretch": ("fits_stretch", str, f"FITS to RGB stretch: {' | '.join(FITS_STRETCHES)}"),
+    "--fits-stretch": ("fits_stretch", str, f"FITS to RGB stretch, and the npy per-band stretch: "
+                     f"{' | '.join(FITS_STRETCHES)}"),
+    "--band-stats-images": ("band_stats_images", int, "npy: images sampled for the per-band normalisation"),
     "--class-column": ("class_column", str, "catalog column with one class per galaxy (with --class-votes)"),
     "--class-votes": ("class_votes", str, "class map turning --class-column values into pseudo-votes: "
                       "shipped name (configs/class_votes/, e.g. gz1_to_gz2) or YAML path"),

@@ -1,7 +1,8 @@
 """``hybridssl verify SHARD_DIR``: check a shard set against its manifest; name every bad shard.
 
 Per shard: the file exists, its size and sha256 match the manifest, the tar reads to its end,
-its sample count matches, and every sample has a decodable ``image_size`` RGB image, a
+its sample count matches, and every sample has a decodable ``image_size`` RGB image (or float16
+``(in_chans, image_size, image_size)`` ``image.npy``), a
 ``meta.json`` whose ``id_str`` is the decoded key, and (labelled sets) a finite, non-negative
 ``votes.npy`` of ``n_answers``. Across shards: no id twice. Exit 1 if any shard is bad.
 """
@@ -17,8 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.images import decode_image
-from hybridssl.shards import (MANIFEST, ShardError, decode_key, decode_votes, read_manifest, sha256_file,
-                              shard_entry_problem)
+from hybridssl.shards import (MANIFEST, ShardError, decode_array, decode_key, decode_votes, manifest_in_chans,
+                              read_manifest, sha256_file, shard_entry_problem)
 
 _MAX_SAMPLE_PROBLEMS = 3  # per shard; the count says how many more
 
@@ -43,6 +44,12 @@ def _sample_problems(key: str, files: dict, m: dict) -> list[str]:
         out.append(f"{id_str}: image entries {images}, expected one image.{fmt or 'jpg|png'}")
     for k in images:
         try:
+            if k == "image.npy":  # float16 bands (prepare --image-format npy)
+                a = decode_array(files[k])
+                want = (manifest_in_chans(m), m["image_size"], m["image_size"])
+                if a.dtype != np.float16 or a.shape != want:
+                    out.append(f"{id_str}: {k} is {a.dtype} {a.shape}, expected float16 {want}")
+                continue
             shape = decode_image(files[k]).shape
             if shape != (m["image_size"], m["image_size"], 3):
                 out.append(f"{id_str}: {k} is {shape}, expected {m['image_size']}x{m['image_size']} RGB")

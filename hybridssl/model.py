@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Optional
 
 import timm
 import torch
@@ -28,7 +29,7 @@ MODES = ("hybrid", "byol", "supervised", "scratch")
 @dataclass
 class ModelConfig:
     backbone: str = MISSING               # any name in timm.list_models()
-    in_chans: int = MISSING
+    in_chans: Optional[int] = MISSING     # null: from the shard sets' manifests (pretrain resolves it)
     channels_last: bool = MISSING         # faster convolutions on CPU (bf16) and GPU
     projection_hidden_dim: int = MISSING  # BYOL paper 4096, the hybrid paper's code 1024
     projection_dim: int = MISSING

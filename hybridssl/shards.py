@@ -4,7 +4,9 @@ A shard set is a directory with ``shard-000000.tar`` ... and ``manifest.json``. 
 
 - ``__key__``: the catalog's ``id_str``, escaped by :func:`encode_key` (webdataset splits keys
   at the first dot and at slashes, and real ids such as ``J004544.11-005037.5`` have dots);
-- ``image.jpg`` or ``image.png``: RGB, ``image_size`` square, uint8;
+- ``image.jpg`` or ``image.png``: RGB, ``image_size`` square, uint8; or ``image.npy``: float16
+  ``(in_chans, image_size, image_size)``, normalised per band as the manifest's ``bands`` says
+  (``data_prep/bands.py``);
 - ``votes.npy``: float32 (n_answers,) over the manifest's schema, zeros where not asked
   (absent for unlabelled samples);
 - ``meta.json``: ``{"id_str", "campaign", "source", ...extra catalog columns}``.
@@ -63,21 +65,30 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def encode_votes(votes: np.ndarray) -> bytes:
+def encode_array(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.asarray(votes, dtype=np.float32), allow_pickle=False)
+    np.save(buf, a, allow_pickle=False)
     return buf.getvalue()
 
 
-def decode_votes(data: bytes) -> np.ndarray:
+def encode_votes(votes: np.ndarray) -> bytes:
+    return encode_array(np.asarray(votes, dtype=np.float32))
+
+
+def decode_array(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def decode_votes(data: bytes) -> np.ndarray:
+    return decode_array(data)
 
 
 def read_manifest(shard_dir: str | os.PathLike) -> dict:
     """The manifest of a shard set (a folder or a URL), checked for the fields readers rely on.
 
     Fields: format_version, schema, schema_hash, n_answers, labelled (bool), image_size,
-    image_format, n_samples, shards: [{name, n_samples, sha256, bytes}], command, created.
+    image_format, n_samples, shards: [{name, n_samples, sha256, bytes}], command, created; with
+    ``image_format: npy`` also in_chans and bands (the per-band normalisation).
     """
     if not is_local(str(shard_dir)):  # a URL: read through fsspec (hybridssl.data.remote)
         from hybridssl.data import remote
@@ -96,6 +107,11 @@ def read_manifest(shard_dir: str | os.PathLike) -> dict:
         if k not in m:
             raise ShardError(f"{path}: missing field {k!r}")
     return m
+
+
+def manifest_in_chans(m: dict) -> int:
+    """Bands per image: the manifest's ``in_chans`` (npy sets), 3 for JPEG/PNG sets."""
+    return int(m.get("in_chans", 3))
 
 
 def shard_entry_problem(name, seen: set) -> str | None:

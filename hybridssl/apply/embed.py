@@ -19,7 +19,7 @@ import pandas as pd
 from hybridssl.apply.embeddings import check_suffix, write_embeddings
 from hybridssl.apply.sources import add_source_arguments
 
-_MODEL_KEYS = ("architecture", "mode", "num_features", "image_size", "schema", "schema_hash")
+_MODEL_KEYS = ("architecture", "mode", "num_features", "in_chans", "image_size", "schema", "schema_hash")
 
 
 def add_arguments(parser) -> None:
@@ -94,7 +94,7 @@ def run(args) -> int:
         return survey.run_embed(args)
     out = check_suffix(args.out)  # before minutes of work
     model = load_model(args.model, args.device)
-    dataset = open_source(args, model.schema, model.image_size)
+    dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.float_bands)
     ids, x, meta, centre = embed(model, dataset, args.batch_size, args.workers)
     metadata = {"source": source_metadata(args),
                 "model": model_metadata(args, model),

@@ -43,6 +43,15 @@ class ExportedModel:
     def image_size(self) -> int:
         return int(self.info["image_size"])
 
+    @property
+    def in_chans(self) -> int:
+        return int(self.info["in_chans"])
+
+    @property
+    def float_bands(self) -> bool:
+        """Trained on float bands (``prepare --image-format npy``), not 8-bit RGB."""
+        return self.info.get("bands") is not None
+
     def require_head(self, what: str) -> None:
         if self.head is None:
             raise ModelError(f"{what} needs a Dirichlet head; this export ({self.info.get('mode')} mode) has "
@@ -50,7 +59,7 @@ class ExportedModel:
 
     @torch.inference_mode()
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) uint8 -> (B, num_features) float32 pooled backbone features."""
+        """(B, 3, H, W) uint8 or (B, in_chans, H, W) float bands -> (B, num_features) float32 pooled features."""
         return self.backbone(self.transform(images.to(self.device))).float()
 
     @torch.inference_mode()
@@ -113,7 +122,7 @@ def open_model_and_source(args, what: str, min_samples: int = 1, task_head_ok: b
     """(model, dataset) after the checks that can fail before any galaxy is processed; with
     ``task_head_ok`` a finetuned classification/regression head will do instead of a Dirichlet head."""
     model = open_model(args, what, min_samples, task_head_ok)
-    dataset = open_source(args, model.schema, model.image_size)
+    dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.float_bands)
     rejected = getattr(dataset, "rejected", [])
     if rejected:
         print(f"{what}: skipping {len(rejected)} catalog rows (first: row {rejected[0].row}, "

@@ -15,13 +15,14 @@ from typing import Optional, Sequence
 import torch
 
 from hybridssl.schema import Schema, load_schema
-from hybridssl.shards import MANIFEST, ShardError, read_manifest, shard_paths
+from hybridssl.shards import MANIFEST, ShardError, manifest_in_chans, read_manifest, shard_paths
 from hybridssl.data.samples import DECODERS, parse_sample
 from hybridssl.data.tars import tar_index
 
 
 class IndexedShards(torch.utils.data.Dataset):
-    """``dataset[i]`` -> dict(image uint8 (3,H,W), votes float32 or None, has_votes, id_str, campaign, meta)."""
+    """``dataset[i]`` -> dict(image uint8 (3,H,W) or float32 (in_chans,H,W) for npy sets, votes float32
+    or None, has_votes, id_str, campaign, meta)."""
 
     def __init__(self, shard_dir: str | os.PathLike, schema: Schema | str | None = None,
                  decode: str = "torchvision", only: Sequence[str] | None = None):
@@ -35,7 +36,8 @@ class IndexedShards(torch.utils.data.Dataset):
             if m["schema_hash"] != schema.hash:
                 raise ShardError(f"{self.shard_dir / MANIFEST}: schema_hash {m['schema_hash']} does not match "
                                  f"schema {schema.name} (hash {schema.hash})")
-        self.labelled, self.image_size = bool(m["labelled"]), int(m["image_size"])
+        self.labelled, self.image_size, self.in_chans = bool(m["labelled"]), int(m["image_size"]), manifest_in_chans(m)
+        self.bands = m.get("bands")  # per-band normalisation of float (npy) sets; None: 8-bit RGB
         self.n_answers = int(m.get("n_answers") or (schema.n_answers if schema else 0))
         self.shards = shard_paths(shard_dir)
         expected = m["n_samples"]
@@ -75,7 +77,7 @@ class IndexedShards(torch.utils.data.Dataset):
         for suffix, (offset, size) in members.items():
             raw[suffix] = os.pread(fd, size, offset)
         try:
-            out = parse_sample(raw, self.image_size, self.n_answers, self.labelled, self.decode)
+            out = parse_sample(raw, self.image_size, self.n_answers, self.labelled, self.decode, self.in_chans)
         except Exception as e:  # evaluation must not silently drop samples
             raise ShardError(f"{self.shards[shard]}: sample {key!r} is corrupt ({e})") from e
         out["has_votes"] = self.labelled

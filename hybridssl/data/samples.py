@@ -8,10 +8,10 @@ import json
 import numpy as np
 import torch
 
-from hybridssl.shards import decode_key, decode_votes, encode_votes
+from hybridssl.shards import decode_array, decode_key, decode_votes, encode_votes
 
 DECODERS = ("torchvision", "pil")
-_IMAGE_MEMBERS = ("image.jpg", "image.png", "image.jpeg")
+_IMAGE_MEMBERS = ("image.jpg", "image.png", "image.jpeg", "image.npy")
 
 
 def decode_image(data: bytes, backend: str = "torchvision") -> torch.Tensor:
@@ -22,6 +22,14 @@ def decode_image(data: bytes, backend: str = "torchvision") -> torch.Tensor:
     from PIL import Image
     with Image.open(io.BytesIO(data)) as im:
         return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+
+
+def decode_bands(data: bytes) -> torch.Tensor:
+    """``image.npy`` bytes (float16 (bands, H, W), ``prepare --image-format npy``) -> float32 tensor."""
+    a = decode_array(data)
+    if a.dtype != np.float16 or a.ndim != 3:
+        raise ValueError(f"image.npy is {a.dtype} {a.shape}, not float16 (bands, H, W)")
+    return torch.from_numpy(a.astype(np.float32))
 
 
 def warm_decoder(backend: str) -> None:
@@ -48,15 +56,17 @@ def decode_votes_fast(data: bytes, n_answers: int) -> np.ndarray:
     return decode_votes(data).astype(np.float32, copy=False)
 
 
-def parse_sample(raw: dict, image_size: int, n_answers: int, with_votes: bool, backend: str) -> dict:
-    """A raw webdataset sample -> decoded dict; raises on anything corrupt (the caller skips it)."""
+def parse_sample(raw: dict, image_size: int, n_answers: int, with_votes: bool, backend: str, in_chans: int) -> dict:
+    """A raw webdataset sample -> decoded dict; raises on anything corrupt (the caller skips it).
+    ``image``: uint8 (3, H, W) from JPEG/PNG, float32 (in_chans, H, W) from ``image.npy``."""
     key = raw.get("__key__", "?")
     name = next((k for k in _IMAGE_MEMBERS if k in raw), None)
     if name is None:
         raise ValueError(f"sample {key}: no image")
-    image = decode_image(raw[name], backend)
-    if image.shape != (3, image_size, image_size):
-        raise ValueError(f"sample {key}: image {tuple(image.shape)}, manifest says {image_size} square")
+    image = decode_bands(raw[name]) if name == "image.npy" else decode_image(raw[name], backend)
+    if image.shape != (in_chans, image_size, image_size):
+        raise ValueError(f"sample {key}: image {tuple(image.shape)}, manifest says {in_chans} bands, "
+                         f"{image_size} square")
     meta = json.loads(raw["meta.json"]) if "meta.json" in raw else {}
     votes = None
     if with_votes:

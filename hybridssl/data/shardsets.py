@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import webdataset as wds
 
 from hybridssl.config import ConfigError
 from hybridssl.data.tars import is_local
 from hybridssl.schema import Schema
-from hybridssl.shards import MANIFEST, ShardError, read_manifest, shard_names
+from hybridssl.shards import MANIFEST, ShardError, manifest_in_chans, read_manifest, shard_names
 
 
 @dataclass
@@ -20,6 +20,8 @@ class ShardSet:
     sizes: List[int]      # samples per shard, from the manifest
     image_size: int
     labelled: bool
+    in_chans: int         # bands per image (3 for JPEG/PNG sets)
+    bands: Optional[dict] = None  # per-band normalisation of float (npy) sets; None: 8-bit RGB
 
 
 def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -> ShardSet:
@@ -44,4 +46,14 @@ def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -
     if not shards:
         raise ShardError(f"{label}: no samples")
     urls = [f"{where.rstrip('/')}/{s['name']}" for s in shards]
-    return ShardSet(where, urls, [int(s["n_samples"]) for s in shards], int(m["image_size"]), bool(m["labelled"]))
+    return ShardSet(where, urls, [int(s["n_samples"]) for s in shards], int(m["image_size"]), bool(m["labelled"]),
+                    manifest_in_chans(m), m.get("bands"))
+
+
+def image_kind(sets: List[ShardSet]) -> tuple[int, Optional[dict]]:
+    """(bands per image, the first set's band normalisation or None for 8-bit RGB) of shard sets
+    that one model reads; sets that differ in either are refused, naming each."""
+    kinds = {s.where: f"{s.in_chans} float bands" if s.bands else "8-bit RGB" for s in sets}
+    if len(set(kinds.values())) > 1:
+        raise ShardError(f"shard sets hold different images {kinds}; one model needs one kind")
+    return sets[0].in_chans, sets[0].bands

@@ -2,8 +2,8 @@
 
 Each DataLoader worker reads two WebDataset pipelines (labelled, unlabelled), takes each one's
 quota of rows (``round(batch_size * labelled_fraction)`` labelled) and stacks them into one
-batch, so the fraction holds in every batch. Images stay uint8 (augmentation runs on the
-training device). Local shards are read by member offsets (``hybridssl.data.tars``), which
+batch, so the fraction holds in every batch. Images stay uint8 (float32 bands from npy sets;
+augmentation runs on the training device). Local shards are read by member offsets (``hybridssl.data.tars``), which
 avoids ``tarfile``'s per-header parsing; ``pipe:``/``http:`` shards go through webdataset's reader.
 
 Distribution. ``rank``/``world_size`` come from the arguments, else ``torch.distributed`` when
@@ -53,7 +53,7 @@ from torch.utils.data import default_collate
 from hybridssl.config import ConfigError
 from hybridssl.schema import Schema, load_schema
 from hybridssl.data.samples import DECODERS, parse_sample, warm_decoder
-from hybridssl.data.shardsets import ShardSet, open_shard_set
+from hybridssl.data.shardsets import ShardSet, image_kind, open_shard_set
 from hybridssl.data.tars import tar_samples
 from hybridssl.shards import MANIFEST, ShardError
 
@@ -178,6 +178,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         if len(set(sizes.values())) > 1:
             raise ShardError(f"shard sets have different image sizes {sizes}; a batch needs one size")
         self.image_size = next(iter(sizes.values()))
+        self.in_chans, self.bands = image_kind([s for st in self.streams for s in st.sets])
         for s in self.streams[0].sets if self.streams[0].with_votes else []:
             if not s.labelled:
                 raise ShardError(f"{s.where}/{MANIFEST}: listed in data.labelled but has no votes (labelled: false)")
@@ -276,7 +277,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         cfg, r, R, W = self.cfg, self.rank, self.world_size, self.workers
 
         def decode(raw):
-            out = parse_sample(raw, self.image_size, self.schema.n_answers, st.with_votes, cfg.decode)
+            out = parse_sample(raw, self.image_size, self.schema.n_answers, st.with_votes, cfg.decode, self.in_chans)
             counter.consecutive = 0
             return out
 

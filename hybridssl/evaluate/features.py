@@ -60,15 +60,17 @@ def cache_key(backbone_dir, shard_dir, preprocessing: dict) -> str:
 
 def eval_transform(info: dict, preset: str):
     """The evaluation preprocessing for a backbone: the augment preset at the backbone's input
-    size, crop fraction and normalisation (from its exported config.json); also its settings."""
-    from hybridssl.augment import EvalTransform, load_augment_config
+    size, crop fraction and normalisation (from its exported config.json; float bands come
+    normalised from their shards); also its settings."""
+    from hybridssl.augment import load_augment_config
+    from hybridssl.augment_bands import eval_transform_for
     from hybridssl.config import to_dict
 
     size = int(info["image_size"])
     crop_pct = float((info.get("pretrained_cfg") or {}).get("crop_pct", 1.0))
-    cfg = load_augment_config(preset, [f"crop_size={size}", f"resize_size={round(size / crop_pct)}",
-                                       f"mean={list(info['mean'])}", f"std={list(info['std'])}"])
-    return EvalTransform(cfg), to_dict(cfg)
+    rgb = [f"mean={list(info['mean'])}", f"std={list(info['std'])}"] if info.get("bands") is None else []
+    cfg = load_augment_config(preset, [f"crop_size={size}", f"resize_size={round(size / crop_pct)}", *rgb])
+    return eval_transform_for(cfg, info), {**to_dict(cfg), **({"bands": info["bands"]} if not rgb else {})}
 
 
 def extract_features(backbone_dir: str | os.PathLike, shard_dir: str | os.PathLike,

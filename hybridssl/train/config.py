@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 from omegaconf import MISSING
 
@@ -103,6 +103,25 @@ class PretrainConfig:
         check_augment = getattr(self.augment, "validate", None)
         if callable(check_augment):
             check_augment()
+
+
+def resolve_images(cfg: PretrainConfig, schema) -> Optional[dict]:
+    """Set ``model.in_chans`` from the shard sets' manifests (a number in the config must match
+    them); returns their per-band normalisation, None for 8-bit RGB sets."""
+    from hybridssl.data.shardsets import image_kind, open_shard_set
+
+    dirs = [*cfg.data.labelled, *cfg.data.unlabelled]
+    if not dirs:
+        if cfg.model.in_chans is None:
+            raise ConfigError("model.in_chans is null (take it from the data) but data lists no shard sets; "
+                              "list them or set model.in_chans")
+        return None
+    in_chans, bands = image_kind([open_shard_set(d, schema, cfg.data.allow_shell_urls) for d in dirs])
+    if cfg.model.in_chans not in (None, in_chans):
+        raise ConfigError(f"model.in_chans={cfg.model.in_chans}, but the shard sets {dirs} hold {in_chans}-band "
+                          f"images; set model.in_chans={in_chans} or null (from the data)")
+    cfg.model.in_chans = in_chans
+    return bands
 
 
 def _choice(key: str, value: str, choices) -> None:

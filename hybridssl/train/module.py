@@ -4,25 +4,29 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from hybridssl.augment import TwoViews
+from hybridssl.augment_bands import band_normalisation, two_views
 from hybridssl.config import to_dict
 from hybridssl.losses import campaign_losses, campaign_voted_galaxies, combine_losses, dirichlet_multinomial_nll
 from hybridssl.model import HybridModel, uses_byol, uses_votes
 from hybridssl.schema import Schema
-from hybridssl.train.config import PretrainConfig
+from hybridssl.train.config import PretrainConfig, resolve_images
 from hybridssl.train.optim import build_optimizer, build_scheduler, scaled_lr, target_momentum
 
 CHECKPOINT_KEY = "hybridssl"  # our part of a Lightning checkpoint: config, export info, momentum
 
 
 class PretrainModule(pl.LightningModule):
-    def __init__(self, cfg: PretrainConfig, schema: Schema):
+    def __init__(self, cfg: PretrainConfig, schema: Schema, bands: dict | None = None):
+        """``bands``: the shard sets' per-band normalisation (``resolve_images``; None for 8-bit RGB),
+        read from the data here when ``model.in_chans`` is still null."""
         super().__init__()
-        self.cfg, self.schema = cfg, schema
+        if cfg.model.in_chans is None:
+            bands = resolve_images(cfg, schema)
+        self.cfg, self.schema, self.bands = cfg, schema, bands
         self.model = HybridModel(cfg.model, cfg.mode, schema.n_answers)
         if cfg.model.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.augment = TwoViews(cfg.augment)
+        self.augment = two_views(cfg.augment, cfg.model.in_chans, bands)
         self.momentum = cfg.optim.target_momentum_start if uses_byol(cfg.mode) else None
         # corrupt samples the stream skipped on this rank, whole run; a device counter (no sync per step)
         self.register_buffer("skipped_samples", torch.zeros((), dtype=torch.int64), persistent=False)
@@ -104,11 +108,14 @@ class PretrainModule(pl.LightningModule):
     # -- checkpoint contents ----------------------------------------------------------------------
     def export_info(self) -> dict:
         """What ``hybridssl export`` needs, written into every checkpoint (plain values only)."""
-        aug = self.cfg.augment
+        aug, in_chans = self.cfg.augment, self.cfg.model.in_chans
+        mean, std = (aug.mean, aug.std) if self.bands is None else band_normalisation(in_chans)
         info = {"architecture": self.cfg.model.backbone, "num_features": self.model.num_features,
-                "in_chans": self.cfg.model.in_chans, "image_size": int(aug.crop_size),
-                "mean": [float(m) for m in aug.mean], "std": [float(s) for s in aug.std],
+                "in_chans": in_chans, "image_size": int(aug.crop_size),
+                "mean": [float(m) for m in mean], "std": [float(s) for s in std],
                 "schema": self.schema.name, "schema_hash": self.schema.hash, "mode": self.cfg.mode}
+        if self.bands is not None:  # float bands: how prepare normalised them (apply needs the same)
+            info["bands"] = self.bands
         if uses_votes(self.cfg.mode):
             info["head"] = {"in_features": self.model.num_features, "n_answers": self.schema.n_answers,
                             "dropout": float(self.cfg.model.head_dropout)}

@@ -31,7 +31,7 @@ from hybridssl.data import build_train_loader
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, CheckpointError, checkpoint_name,
                                         latest_checkpoint, load_checkpoint, step_checkpoints)
-from hybridssl.train.config import PretrainConfig, TrainerConfig
+from hybridssl.train.config import PretrainConfig, TrainerConfig, resolve_images
 from hybridssl.train.module import CHECKPOINT_KEY, PretrainModule
 from hybridssl.train.resume import ExactResume
 from hybridssl.train.throughput import StepThroughput
@@ -105,8 +105,8 @@ def resume_checkpoint(cfg: PretrainConfig) -> Optional[Path]:
     if ours is None:
         raise CheckpointError(f"checkpoint {path} was not written by hybridssl pretrain")
     was = ours["config"]
-    for key, a, b in (("mode", was["mode"], cfg.mode), ("model.backbone", was["model"]["backbone"],
-                                                        cfg.model.backbone)):
+    for key, a, b in (("mode", was["mode"], cfg.mode), ("model.backbone", was["model"]["backbone"], cfg.model.backbone),
+                      ("model.in_chans", was["model"].get("in_chans"), cfg.model.in_chans)):
         if a != b:
             raise CheckpointError(f"checkpoint {path} has {key}={a}, this run has {key}={b}; "
                                   f"use the same config to resume, or a new out_dir")
@@ -159,6 +159,7 @@ def save_random_init(cfg: PretrainConfig, module: PretrainModule, rank: int) -> 
 def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     """Train per ``cfg``; returns the final checkpoint (None when interrupted)."""
     schema = load_schema(cfg.schema)
+    bands = resolve_images(cfg, schema)  # model.in_chans from the data, before it is compared or saved
     resume_from = resume_checkpoint(cfg)
     out = Path(cfg.out_dir)
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
@@ -170,14 +171,14 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     if cfg.mode == "scratch":
         if resume_from is not None:
             return resume_from
-        final = save_random_init(cfg, PretrainModule(cfg, schema), rank)
+        final = save_random_init(cfg, PretrainModule(cfg, schema, bands), rank)
         if rank == 0:
             print(f"random init (mode=scratch) checkpoint: {final}", flush=True)
         return final
 
     exact_resume = ExactResume()
     trainer = build_trainer(cfg, exact_resume)
-    module = PretrainModule(cfg, schema)
+    module = PretrainModule(cfg, schema, bands)
     torch.manual_seed(_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
     exact_resume.loader = build_train_loader(cfg.data, schema, rank=trainer.global_rank,
                                              world_size=trainer.world_size)

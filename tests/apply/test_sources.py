@@ -45,7 +45,7 @@ def write_catalog(root, n, with_votes, size=48):
 
 def test_shards_source_gives_images_votes_and_ids(tmp_path):
     write_shards(tmp_path, 6, labelled=True, n_shards=2)
-    ds = open_source(source_args("--shards", str(tmp_path)), SCHEMA, 32)
+    ds = open_source(source_args("--shards", str(tmp_path)), SCHEMA, 32, 3, False)
     assert len(ds) == 6 and ds.labelled
     s = ds[5]
     assert s["image"].dtype == torch.uint8 and s["image"].shape == (3, 32, 32)
@@ -55,12 +55,12 @@ def test_shards_source_gives_images_votes_and_ids(tmp_path):
 def test_shards_at_another_image_size_are_refused(tmp_path):
     write_shards(tmp_path, 2, labelled=False, n_shards=1)
     with pytest.raises(ShardError, match="images are 32 px, the model takes 64 px"):
-        open_source(source_args("--shards", str(tmp_path)), SCHEMA, 64)
+        open_source(source_args("--shards", str(tmp_path)), SCHEMA, 64, 3, False)
 
 
 def test_catalog_without_votes_is_resized_and_unlabelled(tmp_path):
     path, _ = write_catalog(tmp_path, 3, with_votes=False)
-    ds = open_source(source_args("--catalog", str(path)), SCHEMA, 32)
+    ds = open_source(source_args("--catalog", str(path)), SCHEMA, 32, 3, False)
     assert len(ds) == 3 and not ds.labelled
     s = ds[1]
     assert s["image"].shape == (3, 32, 32) and s["image"].dtype == torch.uint8
@@ -69,7 +69,7 @@ def test_catalog_without_votes_is_resized_and_unlabelled(tmp_path):
 
 def test_catalog_with_vote_columns_gives_votes_in_schema_order(tmp_path):
     path, table = write_catalog(tmp_path, 4, with_votes=True)
-    ds = open_source(source_args("--catalog", str(path)), SCHEMA, 32)
+    ds = open_source(source_args("--catalog", str(path)), SCHEMA, 32, 3, False)
     assert ds.labelled
     s = ds[2]
     assert s["campaign"] == "dr5" and s["votes"].shape == (SCHEMA.n_answers,)
