@@ -20,9 +20,9 @@ ARTIFACT_NONE, ARTIFACT_STAR, ARTIFACT_TRAIL, ARTIFACT_COLUMNS = 0, 1, 2, 3
 
 # Galaxy parameters written to catalogs as ``true_<name>``.
 TRUTH_COLUMNS = ["disk", "bulge_frac", "sersic_n", "axis_ratio", "inclination", "edge_on", "bar",
-                 "arms", "arm_strength", "pitch", "ring", "ring_inner", "ring_outer", "ring_contrast", "ring_snr",
-                 "clumps", "clump_frac", "merger", "artifact", "redshift", "mag", "size", "psf_fwhm", "snr",
-                 "clarity"]
+                 "arms", "arm_strength", "pitch", "ring", "ring_inner", "ring_outer", "ring_seen",
+                 "ring_contrast", "ring_snr", "clumps", "clump_frac", "merger", "artifact", "redshift", "mag",
+                 "size", "psf_fwhm", "snr", "clarity"]
 
 
 def _redshifts(rng, n, lo, hi):
@@ -95,6 +95,7 @@ def sample_galaxies(rng: np.random.Generator, n: int, style: SurveyStyle) -> dic
     g["ring_inner_r"] = np.where(has_bar, g["bar_len"] * rng.uniform(1.0, 1.15, n),
                                  g["disk_h"] * rng.uniform(1.0, 1.8, n))
     g["ring_outer_r"] = np.maximum(g["disk_h"] * rng.uniform(2.2, 3.0, n), 1.6 * g["ring_inner_r"])
+    g["ring"] = ringed.astype(np.int8)             # has one, seen or not (``ring_seen``: seen)
     g["ring_width"] = rng.uniform(0.05, 0.15, n)   # Gaussian sigma of the ring, fraction of its radius
 
     clumpy = disk & (u(n) < 0.05 + 0.8 * hiz)

@@ -1,4 +1,4 @@
-"""Whether a volunteer could see a galaxy's ring in its image: the ring label is what is seen.
+"""Whether a volunteer could see a galaxy's ring in its image: the ring task's label.
 
 A ring is seen when, after the survey PSF, it stands out from the disk and bulge light at its
 radius (contrast), rises above the noise summed along it (S/N), its gap is resolved along the
@@ -13,8 +13,8 @@ from scipy.special import gammaln
 
 from data_prep.synthetic.surveys import SurveyStyle
 
-MIN_CONTRAST = 0.5        # ring peak over the smooth light at its radius
-MIN_SNR = 15.0            # summed over the ring's band
+MIN_CONTRAST = 1.0        # ring peak over the smooth light at its radius: it doubles the light there
+MIN_SNR = 20.0            # summed over the ring's band
 MIN_RESOLUTION = 1.5      # ring radius along the minor axis, in PSF FWHM: the gap must show
 MAX_INCLINATION = 70.0    # degrees
 RING_KINDS = ("ring_inner", "ring_outer")
@@ -45,7 +45,7 @@ def _seen(g, style: SurveyStyle, kind: str, flux):
 
 
 def ring_visibility(g: dict[str, np.ndarray], style: SurveyStyle) -> None:
-    """Set ``ring`` (0/1: some ring is seen) and the ``ring_contrast``, ``ring_snr`` of the
+    """Set ``ring_seen`` (0/1: some ring is seen) and the ``ring_contrast``, ``ring_snr`` of the
     higher-contrast ring (0 without a ring)."""
     flux = 10 ** (-0.4 * (g["mag"] - style.zeropoint))
     face_on = g["inclination"] <= MAX_INCLINATION
@@ -59,4 +59,4 @@ def ring_visibility(g: dict[str, np.ndarray], style: SurveyStyle) -> None:
     best = np.argmax(contrast, axis=0)[None]
     g["ring_contrast"] = np.take_along_axis(np.array(contrast), best, 0)[0]
     g["ring_snr"] = np.take_along_axis(np.array(snr), best, 0)[0]
-    g["ring"] = np.any(seen, axis=0).astype(np.int8)
+    g["ring_seen"] = np.any(seen, axis=0).astype(np.int8)

@@ -64,7 +64,7 @@ def concept_latents(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Noise-free latent value of every concept, from the true parameters (``morphology``)."""
     disk, bt = t["disk"] > 0, t["bulge_frac"]
     # rings as volunteers see them (``rings``): a seen ring's contrast sets how sure they are
-    has_arms, ring = t["arms"] > 0, np.where(t["ring"] > 0, np.minimum(t["ring_contrast"] / 2, 1), 0.0)
+    has_arms, ring = t["arms"] > 0, np.where(t["ring_seen"] > 0, np.minimum(t["ring_contrast"] / 2, 1), 0.0)
     featured = np.max([0.8 * (1 - bt), np.where(has_arms, 0.4 + 0.6 * t["arm_strength"], 0),
                        np.where(t["bar"] > 0, 0.4 + 0.6 * t["bar"], 0), np.where(ring > 0, 0.4 + 0.5 * ring, 0),
                        np.where(t["clumps"] > 0, 0.5 + t["clump_frac"], 0), 1.2 * t["edge_on"]], axis=0)

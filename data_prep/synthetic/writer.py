@@ -175,8 +175,8 @@ def ring_task_galaxies(n: int, seed: int) -> dict[str, np.ndarray]:
         pools.append(sample_galaxies(rng, max(8 * n, 256), SURVEYS[RING_STYLE]))
         pool = concat(pools)
         cell = _match_cell(pool)
-        ring_rows = np.flatnonzero(pool["ring"] == 1)[: n - n_ring]   # one spare cell when n is odd
-        plain_rows = np.flatnonzero(pool["ring"] == 0)
+        ring_rows = np.flatnonzero(pool["ring_seen"] == 1)[: n - n_ring]   # n odd: one more cell than rings
+        plain_rows = np.flatnonzero(pool["ring_seen"] == 0)
         need = np.bincount(cell[ring_rows], minlength=cell.max() + 1)
         rank = pd.Series(cell[plain_rows]).groupby(cell[plain_rows]).cumcount().to_numpy()
         matched = plain_rows[rank < need[cell[plain_rows]]]
@@ -201,7 +201,7 @@ def write_rings(out: Path, n: int, size: int, seed: int, workers: int) -> pd.Dat
     ids = _ids("R", n)
     paths = _image_paths(out, RINGS, ids)
     _render([_Group(RING_STYLE, np.arange(n), params)], paths, size, seed, RINGS, workers)
-    ring = params["ring"].astype(np.int64)
+    ring = params["ring_seen"].astype(np.int64)
     split = ring_task_split(ring, seed)
     catalog = out / "downstream" / "rings.parquet"
     df = pd.DataFrame({"id_str": ids, "file_loc": _file_locs(paths, catalog), "ring": ring, "split": split})

@@ -81,17 +81,20 @@ def test_votes_follow_each_campaigns_tree(demo):
 
 
 def test_ring_is_truth_not_a_question(demo):
-    """``true_ring`` is a ring a volunteer could see: a real ring, face-on, contrasted, above the noise."""
+    """``true_ring``: the galaxy has a ring; ``true_ring_seen``: one a volunteer could see (face-on,
+    contrasted, above the noise), the ring task's label."""
     assert not [c for c in SCHEMA.label_cols if "ring" in c.split("_", 1)[0]]
     lab = _read(demo)["labelled"]
-    seen = lab["true_ring"] == 1
-    assert ((lab["true_ring_inner"] > 0) | (lab["true_ring_outer"] > 0))[seen].all()
+    has_ring = (lab["true_ring_inner"] > 0) | (lab["true_ring_outer"] > 0)
+    assert (lab["true_ring"] == has_ring.astype(int)).all()
+    seen = lab["true_ring_seen"] == 1
+    assert has_ring[seen].all()
     assert (lab.loc[seen, "true_ring_contrast"] >= rings.MIN_CONTRAST).all()
     assert (lab.loc[seen, "true_ring_snr"] >= rings.MIN_SNR).all()
     assert (lab.loc[seen, "true_inclination"] <= rings.MAX_INCLINATION).all()
     task = _read(demo)["rings"]
     params = writer.ring_task_galaxies(30, seed=7)
-    assert (task["ring"].to_numpy() == params["ring"]).all()
+    assert (task["ring"].to_numpy() == params["ring_seen"]).all()
     assert task["ring"].sum() == 15
     for split in ("train", "test"):
         assert set(task.loc[task["split"] == split, "ring"]) == {0, 1}

@@ -14,7 +14,7 @@ DECALS = SURVEYS["decals"]
 @pytest.fixture(scope="module")
 def task():
     params = writer.ring_task_galaxies(2000, seed=0)
-    return params, writer.ring_task_split(params["ring"], seed=0)
+    return params, writer.ring_task_split(params["ring_seen"], seed=0)
 
 
 def _best_rule(x, label):
@@ -25,7 +25,7 @@ def _best_rule(x, label):
 def test_hidden_attributes_alone_do_not_tell_a_ring(task):
     params, split = task
     test = split == "test"
-    label = params["ring"][test] == 1
+    label = params["ring_seen"][test] == 1
     assert test.sum() == 600 and label.mean() == 0.5
     for name in ("disk", "bar", "inclination", "size"):
         assert _best_rule(params[name][test], label) <= 0.6, name
@@ -33,14 +33,15 @@ def test_hidden_attributes_alone_do_not_tell_a_ring(task):
 
 def test_label_is_the_seen_ring_not_the_hidden_one(task):
     params, _ = task
-    hidden = (params["ring_inner"] > 0) | (params["ring_outer"] > 0)
-    assert hidden[params["ring"] == 1].all()
-    assert (hidden & (params["ring"] == 0)).sum() > 20     # rings too faint, small or inclined to see
+    hidden = params["ring"] == 1
+    assert (hidden == ((params["ring_inner"] > 0) | (params["ring_outer"] > 0))).all()
+    assert hidden[params["ring_seen"] == 1].all()
+    assert (hidden & (params["ring_seen"] == 0)).sum() > 20     # rings too faint, small or inclined to see
 
 
 def test_seen_rings_fade_with_noise_blur_and_inclination():
     g = sample_galaxies(np.random.default_rng(1), 20000, DECALS)
-    seen = take(g, g["ring"] == 1)
+    seen = take(g, g["ring_seen"] == 1)
     assert len(seen["mag"]) > 500
     for change, value in (("mag", seen["mag"] + 3), ("psf_fwhm", seen["psf_fwhm"] * 4),
                           ("inclination", np.full_like(seen["inclination"], 80.0)),
@@ -49,14 +50,14 @@ def test_seen_rings_fade_with_noise_blur_and_inclination():
         if change == "ring_inner":
             other["ring_outer"] = seen["ring_outer"] / 10
         rings.ring_visibility(other, DECALS)
-        assert other["ring"].mean() < 0.5, change
+        assert other["ring_seen"].mean() < 0.5, change
 
 
 def test_seen_ring_and_its_gap_show_in_the_image(monkeypatch):
     """Render seen inner rings with the same noise: brighter on the ring than without it, and darker
     in the gap than with the disk left whole."""
     params = writer.ring_task_galaxies(80, seed=3)
-    pick = (params["ring"] == 1) & (params["artifact_kind"] == 0) & (params["ring_inner"] > 0)
+    pick = (params["ring_seen"] == 1) & (params["artifact_kind"] == 0) & (params["ring_inner"] > 0)
     ringed = take(params, np.flatnonzero(pick)[:8])
     plain = dict(ringed, ring_inner=np.zeros_like(ringed["ring_inner"]), ring_outer=np.zeros_like(ringed["ring_outer"]))
     size = 64
