@@ -3,7 +3,8 @@
 Writes the ring task exactly as ``hybridssl demo-data`` does (same galaxies, labels and split),
 trains a small CNN from scratch on ``--n-train`` images of the train split (flips and quarter
 turns: rings have no orientation) and prints its accuracy on the test split. CPU, one thread:
-17 min at 64 px on a loaded shared 2-core machine. Usage: ``python benchmarks/synthetic_ring_cnn.py [--n-train 2000]``.
+17 min at 64 px on a loaded shared 2-core machine.
+Usage: ``python benchmarks/synthetic_ring_cnn.py [--n-train 2000]``.
 """
 from __future__ import annotations
 
