@@ -25,7 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n-unlabelled", type=_non_negative, default=6000,
                         help="galaxies without votes, mixing every survey style")
     parser.add_argument("--n-downstream", type=_non_negative, default=3000,
-                        help="DECaLS-like galaxies of the ring-finding task (half with a ring)")
+                        help="DECaLS-like galaxies of the ring-finding task (half with a ring a volunteer "
+                             "could see, half matched to them without)")
     parser.add_argument("--n-heldout", type=_non_negative, default=0,
                         help="extra labelled galaxies never used for training (heldout.parquet), "
                              "for `hybridssl calibrate`")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from data_prep.synthetic.rings import ring_visibility
 from data_prep.synthetic.surveys import SurveyStyle
 
 MAX_CLUMPS, MAX_STARS, MAX_NEIGHBOURS = 8, 4, 2
@@ -19,9 +20,9 @@ ARTIFACT_NONE, ARTIFACT_STAR, ARTIFACT_TRAIL, ARTIFACT_COLUMNS = 0, 1, 2, 3
 
 # Galaxy parameters written to catalogs as ``true_<name>``.
 TRUTH_COLUMNS = ["disk", "bulge_frac", "sersic_n", "axis_ratio", "inclination", "edge_on", "bar",
-                 "arms", "arm_strength", "pitch", "ring", "ring_inner", "ring_outer", "clumps",
-                 "clump_frac", "merger", "artifact", "redshift", "mag", "size", "psf_fwhm", "snr",
-                 "clarity"]
+                 "arms", "arm_strength", "pitch", "ring", "ring_inner", "ring_outer", "ring_seen",
+                 "ring_contrast", "ring_snr", "clumps", "clump_frac", "merger", "artifact", "redshift", "mag",
+                 "size", "psf_fwhm", "snr", "clarity"]
 
 
 def _redshifts(rng, n, lo, hi):
@@ -85,14 +86,17 @@ def sample_galaxies(rng: np.random.Generator, n: int, style: SurveyStyle) -> dic
     g["pitch"] = np.where(has_arms, np.clip(30 - 35 * g["bulge_frac"] + rng.normal(0, 7, n), 6, 45), 0.0)
     g["arm_phase"] = rng.uniform(0, 2 * np.pi, n)
 
+    # Rings sit at resonances, so more often in barred disks; they hold a few to ~30% of the disk's
+    # light (Buta & Combes 1996), gathered from the disk just inside them (the gap, see ``render``).
     ringed = disk & (u(n) < 0.18 + 0.25 * has_bar)
     kind = u(n)                                  # inner, outer or both
-    g["ring_inner"] = np.where(ringed & (kind < 0.7), rng.uniform(0.4, 1.0, n), 0.0)
-    g["ring_outer"] = np.where(ringed & (kind > 0.5), rng.uniform(0.4, 1.0, n), 0.0)
-    g["ring"] = ringed.astype(np.int8)
+    g["ring_inner"] = np.where(ringed & (kind < 0.7), 10 ** rng.uniform(-1.4, -0.5, n), 0.0)
+    g["ring_outer"] = np.where(ringed & (kind > 0.5), 10 ** rng.uniform(-1.4, -0.5, n), 0.0)
     g["ring_inner_r"] = np.where(has_bar, g["bar_len"] * rng.uniform(1.0, 1.15, n),
                                  g["disk_h"] * rng.uniform(1.0, 1.8, n))
     g["ring_outer_r"] = np.maximum(g["disk_h"] * rng.uniform(2.2, 3.0, n), 1.6 * g["ring_inner_r"])
+    g["ring"] = ringed.astype(np.int8)             # has one, seen or not (``ring_seen``: seen)
+    g["ring_width"] = rng.uniform(0.05, 0.15, n)   # Gaussian sigma of the ring, fraction of its radius
 
     clumpy = disk & (u(n) < 0.05 + 0.8 * hiz)
     g["clumps"] = np.where(clumpy, np.minimum(1 + rng.poisson(2.5, n), MAX_CLUMPS), 0)
@@ -138,6 +142,7 @@ def sample_galaxies(rng: np.random.Generator, n: int, style: SurveyStyle) -> dic
     _sample_artifacts(rng, g, style)
     g["psf_fwhm"] = rng.uniform(*style.psf_fwhm, n)
     observability(g, style)
+    ring_visibility(g, style)
     return g
 
 

@@ -1,12 +1,12 @@
 """Render galaxies to RGB images, vectorised over a chunk of galaxies (float32 numpy).
 
 Light is built in three bands (g, r, z counts): a Sérsic bulge and an exponential disk seen at
-an inclination and position angle, with a bar, logarithmic spiral arms, inner/outer rings and
-star-forming clumps drawn in the disk plane, a dust lane across inclined disks, tidal tails
-and a companion for mergers, neighbouring galaxies and stars, and artifacts. Each part is
-computed only for the galaxies that have it. The light is then blurred by the survey PSF
-(separable Gaussians, as matrix products), given sky and shot noise (Gaussian approximation
-of Poisson: every pixel holds many sky counts), clipped at saturation, and mapped
+an inclination and position angle, with a bar, logarithmic spiral arms, inner/outer rings (each
+with a depleted gap inside) and star-forming clumps drawn in the disk plane, a dust lane across
+inclined disks, tidal tails and a companion for mergers, neighbouring galaxies and stars, and
+artifacts. Each part is computed only for the galaxies that have it. The light is then blurred
+by the survey PSF (separable Gaussians, as matrix products), given sky and shot noise (Gaussian
+approximation of Poisson: every pixel holds many sky counts), clipped at saturation, and mapped
 to RGB with Lupton et al. (2004)'s colour-preserving asinh stretch.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from data_prep.synthetic.morphology import ARTIFACT_COLUMNS, ARTIFACT_STAR, ARTIFACT_TRAIL
+from data_prep.synthetic.rings import RING_KINDS
 from data_prep.synthetic.surveys import SurveyStyle
 
 F32 = np.float32
@@ -24,6 +25,7 @@ SED = {name: np.array(v, F32) / np.mean(v) for name, v in {
     "blue_star": (1.3, 1.0, 0.75), "red_star": (0.45, 1.0, 1.6)}.items()}
 DUST_TAU = np.array([1.0, 0.7, 0.45], F32)   # dust dims g most
 SATURATION_SKIES = 1000.0                    # saturation level in units of the sky per pixel
+GAP_PER_RING_LIGHT = 3.0                     # gap depth per unit fraction of disk light in the ring
 
 
 def _col(a, extra_dims: int = 0):
@@ -63,6 +65,19 @@ def _sersic_r(r, re, n, floor):
     return np.exp(-(2 * n - F32(1 / 3)) * (np.maximum(r, floor) / re) ** (1 / n))
 
 
+def _ring_gaps(g, rd, floor):
+    """(n, S, S) factor on the smooth disk: a ring gathers its light from the disk just inside it,
+    leaving a gap three ring widths in, as deep as the ring is bright (at most 80%)."""
+    gaps = np.ones_like(rd)
+    for kind in RING_KINDS:
+        i = np.flatnonzero(g[kind] > 0)
+        if i.size:
+            r0, w = _col(g[kind + "_r"][i]), _col(g["ring_width"][i])
+            depth = _col(np.minimum(GAP_PER_RING_LIGHT * g[kind][i], 0.8))
+            gaps[i] *= 1 - depth * np.exp(-0.5 * ((rd[i] - r0 * (1 - 3 * w)) / (1.5 * w * r0 + floor)) ** 2)
+    return gaps
+
+
 def _main_galaxy(g, X, Y, floor, flux, light):
     """Bulge, disk, bar, arms, rings and clumps behind a dust lane; each part only where present."""
     col = lambda k, idx=slice(None): _col(g[k][idx])  # noqa: E731
@@ -85,11 +100,10 @@ def _main_galaxy(g, X, Y, floor, flux, light):
     _add(main, everyone, _unit(_sersic_r(rb, col("bulge_re"), col("sersic_n"), floor)), flux * bt, SED["bulge"])
 
     parts = {"arms": fd * 0.45 * g["arm_strength"], "bar": fd * 0.3 * bar,
-             "ring_inner": fd * 0.15 * g["ring_inner"], "ring_outer": fd * 0.12 * g["ring_outer"],
-             "clumps": g["clump_frac"]}
+             "ring_inner": fd * g["ring_inner"], "ring_outer": fd * g["ring_outer"], "clumps": g["clump_frac"]}
     smooth = np.maximum(fd - sum(parts.values()), 0.1 * fd)
     i = np.flatnonzero(fd > 0)
-    _add(main, i, _unit(np.exp(-rd[i] / h[i])), (flux * smooth)[i], SED["disk"])
+    _add(main, i, _unit(np.exp(-rd[i] / h[i]) * _ring_gaps(g, rd, floor)[i]), (flux * smooth)[i], SED["disk"])
 
     i = np.flatnonzero(bar > 0)
     if i.size:
@@ -106,11 +120,11 @@ def _main_galaxy(g, X, Y, floor, flux, light):
         envelope = (1 - np.exp(-(rd[i] / r_in) ** 2)) ** 2 * np.exp(-rd[i] / (1.2 * h[i]))
         _add(main, i, _unit(envelope * (0.5 + 0.5 * np.cos(theta)) ** 3), (flux * parts["arms"])[i], SED["young"])
 
-    for kind, sed in (("ring_inner", "ring"), ("ring_outer", "young")):
+    for kind, sed in zip(RING_KINDS, ("ring", "young")):
         i = np.flatnonzero(g[kind] > 0)
         if i.size:
             r0 = col(kind + "_r", i)
-            ring = np.exp(-0.5 * ((rd[i] - r0) / (0.12 * r0 + floor)) ** 2)
+            ring = np.exp(-0.5 * ((rd[i] - r0) / (col("ring_width", i) * r0 + floor)) ** 2)
             _add(main, i, _unit(ring), (flux * parts[kind])[i], SED[sed])
 
     i = np.flatnonzero(g["clumps"] > 0)

@@ -17,6 +17,9 @@ import numpy as np
 from hybridssl.schema import Question, Schema
 
 MIN_VOLUNTEERS, MAX_VOLUNTEERS = 5, 40
+# GZ2, GZ Hubble, GZ CANDELS and GZ DECaLS DR1/2 aimed at ~40 volunteers per galaxy; in DECaLS DR5
+# and DR8 active learning retired many galaxies after ~5 (Walmsley et al. 2022, 2023).
+FEW_VOLUNTEERS_SHARE = {"dr5": 0.5, "dr8": 0.5}
 ARTIFACT, CANT_TELL = "artifact", "cant-tell"   # answers chosen by probability, not by position
 
 
@@ -60,7 +63,8 @@ CONCEPTS: dict[str, Concept] = {
 def concept_latents(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Noise-free latent value of every concept, from the true parameters (``morphology``)."""
     disk, bt = t["disk"] > 0, t["bulge_frac"]
-    has_arms, ring = t["arms"] > 0, np.maximum(t["ring_inner"], t["ring_outer"])
+    # rings as volunteers see them (``rings``): a seen ring's contrast sets how sure they are
+    has_arms, ring = t["arms"] > 0, np.where(t["ring_seen"] > 0, np.minimum(t["ring_contrast"] / 2, 1), 0.0)
     featured = np.max([0.8 * (1 - bt), np.where(has_arms, 0.4 + 0.6 * t["arm_strength"], 0),
                        np.where(t["bar"] > 0, 0.4 + 0.6 * t["bar"], 0), np.where(ring > 0, 0.4 + 0.5 * ring, 0),
                        np.where(t["clumps"] > 0, 0.5 + t["clump_frac"], 0), 1.2 * t["edge_on"]], axis=0)
@@ -110,10 +114,11 @@ def ideal_answer(truth: dict, question: Question) -> np.ndarray:
     return np.abs(latent[:, None] - _positions(question, concept)[None]).argmin(1)
 
 
-def sample_volunteer_counts(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Like real GZ: most galaxies get 5-10 classifications, about a third get 30-40."""
-    many = rng.random(n) < 0.35
-    return np.where(many, rng.integers(30, MAX_VOLUNTEERS + 1, n), rng.integers(MIN_VOLUNTEERS, 11, n))
+def sample_volunteer_counts(rng: np.random.Generator, n: int, campaign: str) -> np.ndarray:
+    """Like the real projects: ~40 classifications per galaxy (30-40), except the share of
+    ``FEW_VOLUNTEERS_SHARE`` retired early with ~5 (5-7)."""
+    few = rng.random(n) < FEW_VOLUNTEERS_SHARE.get(campaign, 0.0)
+    return np.where(few, rng.integers(MIN_VOLUNTEERS, 8, n), rng.integers(30, MAX_VOLUNTEERS + 1, n))
 
 
 def _answers(rng, question: Question, latents: dict, truth: dict, clarity: np.ndarray, n_vol: int):

@@ -28,6 +28,8 @@ _SET_CODE = {LABELLED: 0, UNLABELLED: 1, RINGS: 2, HELDOUT: 3}
 _ID_PREFIX = {LABELLED: "L", HELDOUT: "H"}
 RING_STYLE = "decals"
 TEST_FRACTION = 0.3
+MATCH_INCLINATION_EDGES = np.arange(5, 90, 5)     # degrees
+MATCH_SIZE_EDGES = np.geomspace(0.02, 0.18, 11)   # fraction of the image width
 
 
 @dataclass
@@ -128,7 +130,7 @@ def write_labelled(out: Path, n: int, size: int, seed: int, workers: int, schema
     votes = np.zeros((n, schema.n_answers), np.int64)
     for c, g in zip(schema.campaigns, groups):
         if len(g.rows):
-            votes[g.rows] = simulate_votes(g.params, c, schema, rng, sample_volunteer_counts(rng, len(g.rows)))
+            votes[g.rows] = simulate_votes(g.params, c, schema, rng, sample_volunteer_counts(rng, len(g.rows), c))
     rows = np.concatenate([g.rows for g in groups])
     truth = _truth_frame(concat([g.params for g in groups]), rows, n)
     catalog = out / f"{set_name}.parquet"
@@ -154,31 +156,53 @@ def write_unlabelled(out: Path, n: int, size: int, seed: int, workers: int) -> p
     return df
 
 
+def _match_cell(g: dict[str, np.ndarray]) -> np.ndarray:
+    """Cell of a galaxy on the attributes ring galaxies and their negatives are matched on."""
+    inclination = np.digitize(g["inclination"], MATCH_INCLINATION_EDGES)
+    size = np.digitize(g["size"], MATCH_SIZE_EDGES)
+    bar = (g["bar"] > 0).astype(int)
+    n_inclination, n_size = len(MATCH_INCLINATION_EDGES) + 1, len(MATCH_SIZE_EDGES) + 1
+    return ((g["disk"] * 2 + bar) * n_inclination + inclination) * n_size + size
+
+
 def ring_task_galaxies(n: int, seed: int) -> dict[str, np.ndarray]:
-    """DECaLS-like galaxies drawn as everywhere else, then selected so half have a ring."""
+    """DECaLS-like galaxies drawn as everywhere else: half with a ring a volunteer would see, half
+    without, each of those from the same cell of disk, bar, inclination and size as a ring galaxy,
+    so that none of these attributes tells a ring."""
     rng = np.random.default_rng([seed, _SET_CODE[RINGS]])
-    n_ring, pools, have = n // 2, [], 0
-    while not pools or have < n_ring:          # rings are a minority: draw until enough
-        pools.append(sample_galaxies(rng, max(4 * n, 64), SURVEYS[RING_STYLE]))
-        have += int(pools[-1]["ring"].sum())
-    pool = concat(pools)
-    ring_rows, plain_rows = np.flatnonzero(pool["ring"] == 1), np.flatnonzero(pool["ring"] == 0)
-    return take(pool, np.sort(np.concatenate([ring_rows[:n_ring], plain_rows[:n - n_ring]])))
+    n_ring, pools = n // 2, []
+    for _ in range(100):                       # seen rings are a minority: draw until enough
+        pools.append(sample_galaxies(rng, max(8 * n, 256), SURVEYS[RING_STYLE]))
+        pool = concat(pools)
+        cell = _match_cell(pool)
+        ring_rows = np.flatnonzero(pool["ring_seen"] == 1)[: n - n_ring]   # n odd: one more cell than rings
+        plain_rows = np.flatnonzero(pool["ring_seen"] == 0)
+        need = np.bincount(cell[ring_rows], minlength=cell.max() + 1)
+        rank = pd.Series(cell[plain_rows]).groupby(cell[plain_rows]).cumcount().to_numpy()
+        matched = plain_rows[rank < need[cell[plain_rows]]]
+        if len(ring_rows) == n - n_ring and len(matched) == n - n_ring:
+            return take(pool, np.sort(np.concatenate([ring_rows[:n_ring], matched])))
+    raise RuntimeError(f"ring task: could not match {n - n_ring} galaxies without a ring after 100 draws")
+
+
+def ring_task_split(ring: np.ndarray, seed: int) -> np.ndarray:
+    """'train' or 'test' per galaxy, stratified so both splits are balanced."""
+    rng = np.random.default_rng([seed, _SET_CODE[RINGS], 1])
+    split = np.full(len(ring), "train", dtype=object)
+    for label in (0, 1):
+        rows = rng.permutation(np.flatnonzero(ring == label))
+        split[rows[: int(round(TEST_FRACTION * len(rows)))]] = "test"
+    return split
 
 
 def write_rings(out: Path, n: int, size: int, seed: int, workers: int) -> pd.DataFrame:
-    """The downstream task: ``ring`` is 1 when the galaxy has an inner or outer ring."""
+    """The downstream task: ``ring`` is 1 when a volunteer could see an inner or outer ring."""
     params = ring_task_galaxies(n, seed)
-    rng = np.random.default_rng([seed, _SET_CODE[RINGS], 1])
     ids = _ids("R", n)
     paths = _image_paths(out, RINGS, ids)
     _render([_Group(RING_STYLE, np.arange(n), params)], paths, size, seed, RINGS, workers)
-
-    ring = params["ring"].astype(np.int64)
-    split = np.full(n, "train", dtype=object)
-    for label in (0, 1):                       # stratified, so both splits are balanced
-        rows = rng.permutation(np.flatnonzero(ring == label))
-        split[rows[: int(round(TEST_FRACTION * len(rows)))]] = "test"
+    ring = params["ring_seen"].astype(np.int64)
+    split = ring_task_split(ring, seed)
     catalog = out / "downstream" / "rings.parquet"
     df = pd.DataFrame({"id_str": ids, "file_loc": _file_locs(paths, catalog), "ring": ring, "split": split})
     _write_catalog(df, catalog)

@@ -45,10 +45,15 @@ def test_bright_clear_galaxies_are_mostly_answered_right():
     assert _agreement(clear, "dr5", "smooth-or-featured-dr5", seed=1) > 0.8
 
 
-def test_volunteer_counts_spread():
-    n = sample_volunteer_counts(np.random.default_rng(0), 5000)
-    assert n.min() >= 5 and n.max() <= 40
-    assert (n <= 10).mean() > 0.5 and (n >= 30).mean() > 0.2
+def test_volunteer_counts_per_campaign():
+    """~40 per galaxy in GZ2, Hubble, CANDELS and DECaLS DR1/2; DR5 and DR8 mix ~5 and ~40."""
+    for campaign in ("gz2", "hubble", "candels", "dr12"):
+        n = sample_volunteer_counts(np.random.default_rng(0), 5000, campaign)
+        assert n.min() >= 30 and n.max() <= 40, campaign
+    for campaign in ("dr5", "dr8"):
+        n = sample_volunteer_counts(np.random.default_rng(0), 5000, campaign)
+        assert n.min() >= 5 and n.max() <= 40
+        assert 0.3 < (n <= 7).mean() < 0.7 and (n >= 30).mean() > 0.3, campaign
 
 
 def test_answers_by_concept_not_by_campaign():
@@ -69,7 +74,8 @@ def test_new_campaign_with_known_concepts_needs_no_code():
         {"name": "bar-newsky", "answers": ["strong", "weak", "no"], "parent": "smooth-or-featured-newsky_featured-or-disk"},
     ]})
     g = _galaxies(200, seed=4)
-    votes = simulate_votes(g, "newsky", schema, np.random.default_rng(0), sample_volunteer_counts(np.random.default_rng(1), 200))
+    counts = sample_volunteer_counts(np.random.default_rng(1), 200, "newsky")
+    votes = simulate_votes(g, "newsky", schema, np.random.default_rng(0), counts)
     assert votes[:, :3].sum(1).min() >= 5
     assert (votes[:, 3:].sum(1) <= votes[:, 1]).all() and votes[:, 3:].sum() > 0
 
