@@ -8,18 +8,9 @@
 #   catalog), DEMO_SIZE, DEMO_WORKERS, PRETRAIN_ARGS, BENCHMARK_ARGS.
 set -euo pipefail
 OUT=${1:-demo}
-HSSL=${HSSL:-hybridssl}
-command -v "$HSSL" >/dev/null || HSSL="$(dirname "$0")/../.venv/bin/hybridssl"
-PY="$(dirname "$(command -v "$HSSL")")/python"
-[ -x "$PY" ] || PY=python3
-SIZE=${DEMO_SIZE:-64}
-WORKERS=${DEMO_WORKERS:-2}
+source "$(dirname "$0")/demo_common.sh"
 LIMIT=${DEMO_LIMIT:+--limit $DEMO_LIMIT}
 MODES=(hybrid byol supervised scratch)
-read -r -a PRETRAIN_EXTRA <<< "${PRETRAIN_ARGS:-}"
-read -r -a BENCH_EXTRA <<< "${BENCHMARK_ARGS:-}"
-step() { printf '\n== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
-start=$(date +%s)
 S="$OUT/shards"
 
 step "1/5 real galaxies -> WebDataset shards at ${SIZE}px (GZ1 classes as pseudo-votes)"

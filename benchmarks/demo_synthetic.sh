@@ -7,20 +7,11 @@
 #   DEMO_UNLABELLED, DEMO_DOWNSTREAM, DEMO_HELDOUT, DEMO_SIZE, PRETRAIN_ARGS, BENCHMARK_ARGS.
 set -euo pipefail
 OUT=${1:-demo}
-HSSL=${HSSL:-hybridssl}
-command -v "$HSSL" >/dev/null || HSSL="$(dirname "$0")/../.venv/bin/hybridssl"
-PY="$(dirname "$(command -v "$HSSL")")/python"
-[ -x "$PY" ] || PY=python3
+source "$(dirname "$0")/demo_common.sh"
 N_LAB=${DEMO_LABELLED:-6000}
 N_UNL=${DEMO_UNLABELLED:-6000}
 N_DOWN=${DEMO_DOWNSTREAM:-3000}
 N_HELD=${DEMO_HELDOUT:-1500}
-SIZE=${DEMO_SIZE:-64}
-WORKERS=${DEMO_WORKERS:-2}
-read -r -a PRETRAIN_EXTRA <<< "${PRETRAIN_ARGS:-}"
-read -r -a BENCH_EXTRA <<< "${BENCHMARK_ARGS:-}"
-step() { printf '\n== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
-start=$(date +%s)
 
 step "1/6 synthetic GZ-Evo-like data: $N_LAB labelled (+$N_HELD held out), $N_UNL unlabelled, $N_DOWN ring-task galaxies at ${SIZE}px"
 [ -f "$OUT/data/downstream/rings.parquet" ] && [ -f "$OUT/data/heldout.parquet" ] || \
