@@ -9,7 +9,7 @@ DEMO   ?= demo
 TCMALLOC_GLOB := /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4
 RUN    := env LD_PRELOAD="$$(ls $(TCMALLOC_GLOB) 2>/dev/null | head -n1)" PYTHONUNBUFFERED=1
 
-.PHONY: install test demo faults throughput clean
+.PHONY: install test demo demo-synthetic benchmark-real faults throughput clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,8 +27,18 @@ install: $(STAMP)
 test: install
 	$(RUN) $(PY) -m pytest -q -p no:cacheprovider
 
+# real galaxies (data_prep/galaxies); the synthetic one stays as demo-synthetic
 demo: install
 	$(RUN) bash benchmarks/demo.sh $(DEMO)
+
+demo-synthetic: install
+	$(RUN) bash benchmarks/demo_synthetic.sh $(DEMO)-synthetic
+
+# several pretraining seeds per mode, matched steps and matched wall-clock; long on CPU.
+# On a GPU machine: make benchmark-real REAL_ARGS="--accelerator gpu --device cuda"
+REAL_ARGS ?=
+benchmark-real: install
+	$(RUN) $(PY) -m benchmarks.benchmark_real $(DEMO)-real $(REAL_ARGS)
 
 # scripted faults against the real CLI; the table goes to docs/faults.md (make test runs a quick form)
 faults: install
@@ -39,4 +49,4 @@ throughput: install
 	$(RUN) $(PY) -m benchmarks.throughput
 
 clean:
-	rm -rf $(DEMO) runs .pytest_cache
+	rm -rf $(DEMO) $(DEMO)-synthetic $(DEMO)-real runs .pytest_cache

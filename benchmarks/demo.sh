@@ -1,75 +1,56 @@
 #!/usr/bin/env bash
-# `make demo`: the paper's experiment in miniature, end to end on CPU.
-#   synthetic GZ-Evo-like data -> shards -> pretrain hybrid / byol / supervised (+ scratch init)
-#   -> export to timm format -> low-label ring-finding benchmark -> results table
-#   -> the hybrid model applied: vote predictions, calibration, similar galaxies, anomalies, BALD picks.
-# Sizes come from the environment so tests can run the very same path tiny: DEMO_LABELLED,
-#   DEMO_UNLABELLED, DEMO_DOWNSTREAM, DEMO_HELDOUT, DEMO_SIZE, PRETRAIN_ARGS, BENCHMARK_ARGS.
+# `make demo`: the paper's experiment in miniature on real galaxies, end to end on CPU.
+#   shipped SDSS / DECaLS galaxies (data_prep/galaxies) -> shards (GZ1 classes as pseudo-votes)
+#   -> pretrain hybrid / byol / supervised (+ scratch init) -> export to timm format
+#   -> low-label benchmarks on real DECaLS rings and on GZ1 mergers kept out of pretraining
+#   -> the hybrid model applied: similar galaxies, anomalies, next labels, vote predictions.
+# Sizes come from the environment so tests can run the very same path tiny: DEMO_LIMIT (rows per
+#   catalog), DEMO_SIZE, DEMO_WORKERS, PRETRAIN_ARGS, BENCHMARK_ARGS.
 set -euo pipefail
 OUT=${1:-demo}
-HSSL=${HSSL:-hybridssl}
-command -v "$HSSL" >/dev/null || HSSL="$(dirname "$0")/../.venv/bin/hybridssl"
-PY="$(dirname "$(command -v "$HSSL")")/python"
-[ -x "$PY" ] || PY=python3
-N_LAB=${DEMO_LABELLED:-6000}
-N_UNL=${DEMO_UNLABELLED:-6000}
-N_DOWN=${DEMO_DOWNSTREAM:-3000}
-N_HELD=${DEMO_HELDOUT:-1500}
-SIZE=${DEMO_SIZE:-64}
-WORKERS=${DEMO_WORKERS:-2}
-read -r -a PRETRAIN_EXTRA <<< "${PRETRAIN_ARGS:-}"
-read -r -a BENCH_EXTRA <<< "${BENCHMARK_ARGS:-}"
-step() { printf '\n== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
-start=$(date +%s)
+source "$(dirname "$0")/demo_common.sh"
+LIMIT=${DEMO_LIMIT:+--limit $DEMO_LIMIT}
+MODES=(hybrid byol supervised scratch)
+S="$OUT/shards"
 
-step "1/6 synthetic GZ-Evo-like data: $N_LAB labelled (+$N_HELD held out), $N_UNL unlabelled, $N_DOWN ring-task galaxies at ${SIZE}px"
-[ -f "$OUT/data/downstream/rings.parquet" ] && [ -f "$OUT/data/heldout.parquet" ] || \
-  "$HSSL" demo-data "$OUT/data" --n-labelled "$N_LAB" --n-unlabelled "$N_UNL" \
-    --n-downstream "$N_DOWN" --n-heldout "$N_HELD" --size "$SIZE" --workers "$WORKERS"
+step "1/5 real galaxies -> WebDataset shards at ${SIZE}px (GZ1 classes as pseudo-votes)"
+"$PY" -m benchmarks.real_data "$OUT" --image-size "$SIZE" --workers "$WORKERS" $LIMIT
 
-step "2/6 catalogs -> WebDataset shards"
-"$HSSL" prepare --catalog "$OUT/data/labelled.parquet" --out "$OUT/shards/labelled" \
-  --image-size "$SIZE" --workers "$WORKERS"
-"$HSSL" prepare --catalog "$OUT/data/unlabelled.parquet" --out "$OUT/shards/unlabelled" \
-  --unlabelled --image-size "$SIZE" --workers "$WORKERS"
-"$HSSL" prepare --catalog "$OUT/data/downstream/rings.parquet" --out "$OUT/shards/rings" \
-  --unlabelled --keep-columns ring,split --image-size "$SIZE" --workers "$WORKERS"
-"$HSSL" prepare --catalog "$OUT/data/heldout.parquet" --out "$OUT/shards/heldout" \
-  --keep-columns true_ring --image-size "$SIZE" --workers "$WORKERS"
-
-step "3/6 pretrain: hybrid, byol, supervised; scratch = the random init"
-for mode in hybrid byol supervised scratch; do
+step "2/5 pretrain: hybrid, byol, supervised; scratch = the random init"
+for mode in "${MODES[@]}"; do
   "$HSSL" pretrain --config configs/pretrain/demo.yaml mode="$mode" out_dir="$OUT/runs/$mode" \
-    "data.labelled=[$OUT/shards/labelled]" "data.unlabelled=[$OUT/shards/unlabelled]" \
-    resume=auto "${PRETRAIN_EXTRA[@]}"
+    "data.labelled=[$S/gz1]" "data.unlabelled=[$S/gz2_pool,$S/gz1]" resume=auto "${PRETRAIN_EXTRA[@]}"
 done
 
-step "4/6 export backbones to timm format"
-for mode in hybrid byol supervised scratch; do
+step "3/5 export backbones to timm format"
+for mode in "${MODES[@]}"; do
   "$HSSL" export "$OUT/runs/$mode" --out "$OUT/export/$mode"
 done
 
-step "5/6 low-label transfer benchmark on the ring task"
-"$HSSL" benchmark --config configs/benchmark/demo.yaml out_dir="$OUT/benchmark" \
-  task="$OUT/shards/rings" \
-  backbones.hybrid="$OUT/export/hybrid" backbones.byol="$OUT/export/byol" \
-  backbones.supervised="$OUT/export/supervised" backbones.scratch="$OUT/export/scratch" \
-  "${BENCH_EXTRA[@]}"
+step "4/5 low-label transfer benchmarks: real DECaLS rings, GZ1 mergers (never pretrained on)"
+BACKBONES=()
+for mode in "${MODES[@]}"; do BACKBONES+=("backbones.$mode=$OUT/export/$mode"); done
+for task in rings mergers; do
+  "$HSSL" benchmark --config "configs/benchmark/real_$task.yaml" out_dir="$OUT/benchmark/$task" \
+    task="$S/$task" "${BACKBONES[@]}" "${BENCH_EXTRA[@]}"
+done
 
-step "6/6 the hybrid model applied to held-out galaxies and the unlabelled pool"
-M="$OUT/export/hybrid" A="$OUT/apply" HELD="$OUT/shards/heldout"
+step "5/5 the hybrid model applied to real galaxies"
+M="$OUT/export/hybrid" A="$OUT/apply"
 mkdir -p "$A"
-"$HSSL" predict --model "$M" --shards "$HELD" --out "$A/heldout_predictions.parquet" --mc-samples 5
-"$HSSL" calibrate --model "$M" --shards "$HELD" --out "$A/calibration" --mc-samples 5
-"$HSSL" embed --model "$M" --shards "$HELD" --out "$A/heldout_embeddings.parquet"
-# a user who has flagged ten ringed galaxies: find more like them, and look at the first one's neighbours
-"$PY" -c "import pandas as pd, sys; d = pd.read_parquet(sys.argv[1]); \
-d[d.true_ring == 1].head(10)[['id_str']].to_csv(sys.argv[2], index=False)" "$OUT/data/heldout.parquet" "$A/flagged.csv"
-"$HSSL" similar --embeddings "$A/heldout_embeddings.parquet" --query "$(sed -n 2p "$A/flagged.csv")" --k 15 \
+# the merger-task galaxies were never pretrained on: predict their votes, embed them
+"$HSSL" predict --model "$M" --shards "$S/mergers" --out "$A/mergers_predictions.parquet" --mc-samples 5
+"$HSSL" embed --model "$M" --shards "$S/mergers" --out "$A/mergers_embeddings.parquet"
+# a user who has flagged ten mergers of the train split: find more like them, and look at the first one's neighbours
+"$PY" -c "import pandas as pd, sys; d = pd.read_csv(sys.argv[1], dtype=str); \
+d[(d.merger == '1') & (d.split == 'train')].head(10)[['id_str']].to_csv(sys.argv[2], index=False)" \
+  "$OUT/data/mergers.csv" "$A/flagged.csv"
+"$HSSL" similar --embeddings "$A/mergers_embeddings.parquet" --query "$(sed -n 2p "$A/flagged.csv")" --k 15 \
   --out "$A/similar.csv" --montage "$A/similar.png"
-"$HSSL" anomalies --embeddings "$A/heldout_embeddings.parquet" --labelled-interesting "$A/flagged.csv" \
-  --report-column true_ring --top 24 --out "$A/anomalies.csv" --montage "$A/anomalies.png"
-"$HSSL" acquire --model "$M" --shards "$OUT/shards/unlabelled" --n 100 --mc-samples 10 \
+"$HSSL" anomalies --embeddings "$A/mergers_embeddings.parquet" --labelled-interesting "$A/flagged.csv" \
+  --report-column merger --top 24 --out "$A/anomalies.csv" --montage "$A/anomalies.png"
+# next labels: the GZ2-challenge galaxies volunteers should see first
+"$HSSL" acquire --model "$M" --shards "$S/gz2_pool" --n 100 --mc-samples 10 \
   --out "$A/acquire.csv" --montage "$A/acquire.png"
 
 printf '\ndemo finished in %d s\n' $(( $(date +%s) - start ))

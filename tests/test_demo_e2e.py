@@ -1,4 +1,4 @@
-"""The main job end to end, tiny: the very script `make demo` runs (benchmarks/demo.sh).
+"""The synthetic demo end to end, tiny: the very script `make demo-synthetic` runs (benchmarks/demo_synthetic.sh).
 
 generate -> prepare -> pretrain (all four modes, a few steps) -> export -> benchmark -> apply (predict,
 calibrate, embed, similar, anomalies, acquire). Proves in CI that the flow a user starts with still
@@ -30,7 +30,7 @@ def test_demo_pipeline_tiny(tmp_path):
                               "augment.blur_kernel=3"),
                BENCHMARK_ARGS="budgets=[10,all] seeds=[0,1] protocols=[linear,knn] linear.cv_folds=2")
     out = tmp_path / "demo"
-    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "demo.sh"), str(out)], cwd=REPO, env=env,
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "demo_synthetic.sh"), str(out)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 

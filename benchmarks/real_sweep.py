@@ -1,0 +1,119 @@
+"""A GPU sweep over pretraining variants, scored on validation galaxies only.
+
+    python -m benchmarks.real_sweep OUT --variant paper_w5 "loss.supervised_weight=5 model.momentum_start=0.95" \
+        --variant byol_only "mode=byol" --parallel 3 --accelerator gpu --device cuda
+
+Each variant is a list of `hybridssl pretrain` overrides on configs/pretrain/demo.yaml; its runs
+(pretrain then export) go several at once (``--parallel`` processes, e.g. on one GPU). Shards
+are made first from the shipped galaxies with the normal `hybridssl prepare`
+(benchmarks/real_data.py). Every export is scored on the TRAIN splits of the real tasks only:
+``--splits`` repeated stratified train/validation splits inside each train split, a
+logistic-regression probe (benchmarks' linear probe, C by CV) on frozen features per label
+budget, accuracy on the validation part. The test splits are never read, so a choice made
+here can be reported on them afterwards. Writes OUT/sweep.json and OUT/sweep.md (mean +- std
+over splits) and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from benchmarks.real_data import prepare_all
+from benchmarks.transfer import BenchmarkConfig
+from hybridssl.config import load_config, resolve_config_path
+from hybridssl.evaluate.features import extract_features, read_meta
+from hybridssl.evaluate.probes import linear_probe
+from hybridssl.evaluate.subsets import nested_subsets
+
+TASKS = {"rings": ("real_rings", "ring"), "mergers": ("real_mergers", "merger")}
+
+
+def pretrain_and_export(out: Path, name: str, overrides: list[str]) -> Path:
+    """One variant in its own process pair (so several share a GPU); the export directory."""
+    hssl = [sys.executable, "-m", "hybridssl.cli"]
+    run, export = out / "runs" / name, out / "export" / name
+    log = (out / "logs").joinpath(f"{name}.log")
+    with log.open("a") as f:
+        for cmd in ([*hssl, "pretrain", "--config", "demo", f"out_dir={run}", "resume=auto", *overrides],
+                    [*hssl, "export", str(run), "--out", str(export)]):
+            f.write(f"$ {shlex.join(cmd)}\n")
+            f.flush()
+            if subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode:
+                raise SystemExit(f"real_sweep: variant {name!r} failed; see {log}")
+    return export
+
+
+def validation_scores(export: Path, shards: Path, task: str, budgets: list, n_splits: int, device: str,
+                      cache: Path) -> dict:
+    """{budget: [accuracy per split]} on validation galaxies drawn from the task's train split."""
+    config, label = TASKS[task]
+    cfg = load_config(BenchmarkConfig, resolve_config_path(config, "benchmark"),
+                      [f"task={shards}", f"backbones.x={export}", f"out_dir={cache}"])
+    meta = read_meta(shards)
+    train = np.array([m["split"] == cfg.train_split for m in meta])
+    feats = extract_features(export, shards, cache, cfg.augment, cfg.batch_size, 0, device, desc=export.name)
+    x, y = feats.x[train], np.array([int(m[label]) for m in meta])[train]
+    scores = {str(b): [] for b in budgets}
+    splitter = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.3, random_state=0)
+    for seed, (fit_rows, val_rows) in enumerate(splitter.split(x, y)):
+        for b, subset in nested_subsets(y[fit_rows], budgets, seed).items():
+            rows = fit_rows[subset]
+            probs, _ = linear_probe(x[rows], y[rows], x[val_rows], cfg.linear, 2, seed)
+            scores[str(b)].append(float((probs.argmax(1) == y[val_rows]).mean()))
+    return scores
+
+
+def table(results: dict, budgets: list) -> str:
+    lines = []
+    for task in TASKS:
+        lines += [f"\n### {task}: validation accuracy inside the train split (mean +- std over splits)\n",
+                  "| variant | " + " | ".join(map(str, budgets)) + " |", "|---" * (len(budgets) + 1) + "|"]
+        for name, r in results.items():
+            cells = [f"{np.mean(r[task][str(b)]):.3f} +- {np.std(r[task][str(b)]):.3f}" for b in budgets]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("--variant", nargs=2, action="append", required=True, metavar=("NAME", "OVERRIDES"),
+                   help="a name and its `hybridssl pretrain` overrides in one quoted string")
+    p.add_argument("--parallel", type=int, default=2, help="variants pretraining at once")
+    p.add_argument("--accelerator", default="gpu", help="trainer.accelerator of every run")
+    p.add_argument("--device", default="cuda", help="device for feature extraction")
+    p.add_argument("--splits", type=int, default=10, help="repeated train/validation splits per task")
+    p.add_argument("--budgets", nargs="+", default=["20", "50", "all"])
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--limit", type=int, default=None, help="rows per catalog (tiny test runs)")
+    a = p.parse_args(argv)
+    budgets = [b if b == "all" else int(b) for b in a.budgets]
+    shards = prepare_all(a.out, a.image_size, a.workers, a.limit)
+    (a.out / "logs").mkdir(parents=True, exist_ok=True)
+    common = [f"data.labelled=[{shards['gz1']}]", f"data.unlabelled=[{shards['gz2_pool']},{shards['gz1']}]",
+              f"trainer.accelerator={a.accelerator}"]
+    with ThreadPoolExecutor(a.parallel) as pool:
+        exports = dict(zip([n for n, _ in a.variant], pool.map(
+            lambda v: pretrain_and_export(a.out, v[0], [*common, *shlex.split(v[1])]), a.variant)))
+    results = {name: {task: validation_scores(export, shards[task], task, budgets, a.splits, a.device,
+                                              a.out / "features") for task in TASKS}
+               for name, export in exports.items()}
+    (a.out / "sweep.json").write_text(json.dumps({"variants": dict(a.variant), "budgets": budgets,
+                                                  "splits": a.splits, "results": results}, indent=1))
+    md = table(results, budgets)
+    (a.out / "sweep.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
