@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from hybridssl.cli import int_at_least
 from hybridssl.schema import Schema
 
 
@@ -48,8 +49,8 @@ def add_source_arguments(parser: argparse.ArgumentParser, required: bool = True)
     src.add_argument("--catalog", help="a catalog (parquet/CSV) of image paths, read like `prepare` does")
     parser.add_argument("--id-column", default="id_str", help="catalog id column (with --catalog)")
     parser.add_argument("--path-column", default="file_loc", help="catalog image-path column (with --catalog)")
-    parser.add_argument("--batch-size", type=int, default=128, help="galaxies per forward pass")
-    parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=128, help="galaxies per forward pass")
+    parser.add_argument("--workers", type=int_at_least(0), default=0, help="data-loading processes")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
 
 
