@@ -36,7 +36,6 @@ def export_checkpoint(ckpt_or_run_dir: str | os.PathLike, out_dir: str | os.Path
     from hybridssl.train.guards import non_finite
     from hybridssl.train.module import CHECKPOINT_KEY
 
-    ensure_dir(out_dir, "export --out")
     path = resolve_checkpoint(ckpt_or_run_dir)
     ckpt = load_checkpoint(path)
     ours = ckpt.get(CHECKPOINT_KEY)
@@ -50,7 +49,7 @@ def export_checkpoint(ckpt_or_run_dir: str | os.PathLike, out_dir: str | os.Path
     if bad:
         raise CheckpointError(f"{path}: {len(bad)} weight tensors hold NaN or infinity (e.g. {bad[0]}); the run "
                               f"diverged, export an earlier checkpoint")
-    out = Path(out_dir)
+    out = ensure_dir(out_dir, "export --out")
     size = info["image_size"]
     info["pretrained_cfg"] = {"architecture": info["architecture"], "num_classes": 0,
                               "input_size": [info["in_chans"], size, size], "crop_pct": 1.0,

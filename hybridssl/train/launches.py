@@ -20,8 +20,9 @@ LAUNCH_DIR = "launches"
 # Keys that never change what is learned: where the run lives, how it reports, how it is
 # launched. trainer.max_steps has its own warning (a run may be extended).
 NOT_COMPARED = ("out_dir", "resume", "resume_allow_changes", "trainer.max_steps", "trainer.progress_bar",
-                "trainer.log_every_n_steps", "trainer.ddp_timeout_s", "data.num_workers", "data.pin_memory",
-                "data.persistent_workers", "data.prefetch_factor")
+                "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.keep_checkpoints",
+                "trainer.ddp_timeout_s", "data.num_workers", "data.pin_memory", "data.persistent_workers",
+                "data.prefetch_factor")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
