@@ -93,10 +93,9 @@ def release(lock: Path) -> None:
 
 @contextlib.contextmanager
 def hold_lock(directory: str | os.PathLike, what: str, enabled: bool = True):
-    """Hold ``directory``'s lock for the block. ``enabled=False`` (e.g. DDP ranks other than 0,
-    which share the directory with rank 0) only checks that ``directory`` can be one."""
+    """Hold ``directory``'s lock for the block. ``enabled=False`` (DDP ranks other than 0, which
+    share the directory with rank 0 and must write nothing there) does nothing."""
     if not enabled:
-        ensure_dir(directory, what)
         yield None
         return
     lock = acquire(directory, what)

@@ -40,10 +40,12 @@ def test_lock_of_another_host_is_not_guessed_stale(tmp_path):
             pass
 
 
-def test_disabled_lock_only_makes_the_directory(tmp_path):
-    with hold_lock(tmp_path / "a" / "b", "pretrain", enabled=False) as lock:
-        assert lock is None and (tmp_path / "a" / "b").is_dir()
-    assert not (tmp_path / "a" / "b" / LOCK_FILE).exists()
+def test_disabled_lock_touches_nothing(tmp_path):  # DDP ranks > 0: rank 0 holds the lock
+    with hold_lock(tmp_path / "run", "pretrain"):
+        with hold_lock(tmp_path / "run", "pretrain", enabled=False) as lock:
+            assert lock is None
+    with hold_lock(tmp_path / "other", "pretrain", enabled=False):
+        assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.parametrize("sub", ["file", "file/below"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.faults import configs, corrupt, data, security, training
+from benchmarks.faults import config_guard, configs, corrupt, data, security, training, training_guard
 from benchmarks.faults.harness import Ctx, Row
 
 FAULTS = {
@@ -25,6 +25,14 @@ FAULTS = {
     "distributed": [training.distributed_rank_kill],
     "disk_full": [training.disk_full_checkpoint, data.disk_full_shards],
     "security": [security.pickle_checkpoint, security.shell_urls, security.path_traversal],
+    "run_lock": [training_guard.concurrent_pretrain],
+    "resume_changes": [training_guard.resume_config_change],
+    "non_finite": [training_guard.diverging_run],
+    "checkpoint_housekeeping": [training_guard.temp_checkpoints],
+    "ddp_frozen": [training_guard.ddp_frozen_rank],
+    "config_ranges": [config_guard.out_of_range, config_guard.alias_bomb],
+    "out_paths": [config_guard.out_is_a_file],
+    "tampered_export": [config_guard.tampered_export],
 }
 
 
