@@ -60,8 +60,12 @@ def _try_create(lock: Path, what: str) -> bool:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{socket.gethostname()} {os.getpid()} {what} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()} {what} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    except OSError as e:  # a full disk: no half-written lock left behind
+        lock.unlink(missing_ok=True)
+        raise LockError(f"{what}: cannot write the lock file {lock} ({e.strerror or e})") from None
     return True
 
 
