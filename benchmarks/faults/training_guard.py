@@ -155,6 +155,6 @@ def ddp_frozen_rank(ctx: Ctx) -> list[Row]:
     bound = timeout_s + grace_s + slack_s
     ok = victim is not None and rc not in (0, None) and exit_s <= bound and gone
     return [Row("distributed: one of 2 torchrun ranks frozen (SIGSTOP)", 1, int(ok), 0,
-                f"SIGSTOPped rank 1 {'(pid ' + str(victim) + ')' if victim else 'NOT FOUND'} after the first checkpoint; "
-                f"torchrun exit {rc} after {exit_s:.0f} s with ddp_timeout_s={timeout_s} (bound {timeout_s} + "
+                f"SIGSTOPped rank 1 {'(pid ' + str(victim) + ')' if victim else 'NOT FOUND'} after the first "
+                f"checkpoint; torchrun exit {rc} after {exit_s:.0f} s with ddp_timeout_s={timeout_s} (bound {timeout_s} + "
                 f"{grace_s} s torchrun grace + {slack_s} s); frozen rank {'reaped' if gone else 'STILL THERE'}")]

@@ -27,10 +27,10 @@ from pytorch_lightning.strategies import DDPStrategy
 from hybridssl.atomic import atomic_write_text
 from hybridssl.config import ConfigError, to_yaml
 from hybridssl.data import build_train_loader
+from hybridssl.locks import hold_lock
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, CheckpointError, checkpoint_name,
                                         latest_checkpoint, load_checkpoint, step_checkpoints, tidy_checkpoints)
-from hybridssl.locks import hold_lock
 from hybridssl.train.config import PretrainConfig, TrainerConfig
 from hybridssl.train.guards import FiniteGuard
 from hybridssl.train.launches import check_resume_config, check_weight_shapes, record_launch
