@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence, Type, TypeVar
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 T = TypeVar("T")
+MAX_YAML_NODES = 100_000  # real configs have a few hundred; an alias bomb has billions
 
 
 class ConfigError(ValueError):
@@ -57,11 +59,33 @@ def _expand(node, here: Path, seen: tuple):
     return OmegaConf.to_container(OmegaConf.merge(_load_yaml(here / base, seen), node))
 
 
+def expanded_size(text: str) -> int:
+    """Nodes of a YAML document once its aliases are expanded, counted without expanding them
+    (an alias shares its anchor's node, so each node's size is computed once)."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if id(node) not in sizes:
+            children = node.value if isinstance(node, yaml.SequenceNode) else \
+                [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else []
+            sizes[id(node)] = 1 + sum(size(c) for c in children)
+        return sizes[id(node)]
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    return 0 if root is None else size(root)
+
+
 def read_yaml_mapping(path: Path, error: type = None, what: str = "config") -> dict:
-    """A YAML file's top-level mapping; any failure raises ``error`` naming the file."""
+    """A YAML file's top-level mapping; any failure raises ``error`` naming the file. A file
+    whose aliases expand past ``MAX_YAML_NODES`` (an alias bomb) is refused before expansion."""
     error = error or ConfigError
     try:
+        nodes = expanded_size(Path(path).read_text())
+        if nodes > MAX_YAML_NODES:
+            raise error(f"{what} {path} expands to {nodes} YAML nodes through its aliases (limit "
+                        f"{MAX_YAML_NODES}); refusing it")
         raw = OmegaConf.to_container(OmegaConf.load(path))
+    except error:
+        raise
     except Exception as e:  # yaml and OS errors come in many types
         raise error(f"cannot read {what} {path}: {e}") from e
     if not isinstance(raw, dict):
@@ -119,6 +143,30 @@ def load_config(cls: Type[T], path: str | os.PathLike | None = None,
     if callable(check):
         check()
     return obj
+
+
+def _in_interval(value: float, interval: str) -> bool:
+    """``value`` in ``interval``, written as in maths: ``[0, 1)``, ``(0, inf)``; ``"-1 or [1, inf)"``
+    also allows the listed special values."""
+    *special, span = [part.strip() for part in interval.split(" or ")]
+    if any(value == float(v) for v in special):
+        return True
+    lo, hi = (float(x) for x in span[1:-1].split(","))
+    return (lo <= value if span[0] == "[" else lo < value) and (value <= hi if span[-1] == "]" else value < hi)
+
+
+def check_ranges(cfg: Any, ranges: dict[str, str]) -> None:
+    """Raise :class:`ConfigError` naming the first key whose value (or any element of a list
+    value) lies outside its interval in ``ranges`` (dotted key -> interval, see ``_in_interval``)."""
+    for key, interval in ranges.items():
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if not _in_interval(float(v), interval):
+                *special, span = interval.split(" or ")
+                also = f" or {' or '.join(special)}" if special else ""
+                raise ConfigError(f"{key} must be in {span}{also}, got {value}")
 
 
 def to_yaml(cfg: Any) -> str:

@@ -31,7 +31,9 @@ def _save_tensors(tensors: dict, path: Path, metadata: dict) -> None:
 
 def export_checkpoint(ckpt_or_run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
     """Write the export of a checkpoint (or a run's newest complete one); returns config.json's content."""
+    from hybridssl.locks import ensure_dir
     from hybridssl.train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+    from hybridssl.train.guards import non_finite
     from hybridssl.train.module import CHECKPOINT_KEY
 
     path = resolve_checkpoint(ckpt_or_run_dir)
@@ -43,7 +45,11 @@ def export_checkpoint(ckpt_or_run_dir: str | os.PathLike, out_dir: str | os.Path
     backbone = _prefixed(ckpt["state_dict"], _BACKBONE)
     if not backbone:
         raise CheckpointError(f"{path}: no '{_BACKBONE}*' weights in its state_dict")
-    out = Path(out_dir)
+    bad = non_finite(ckpt["state_dict"])
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensors hold NaN or infinity (e.g. {bad[0]}); the run "
+                              f"diverged, export an earlier checkpoint")
+    out = ensure_dir(out_dir)
     size = info["image_size"]
     info["pretrained_cfg"] = {"architecture": info["architecture"], "num_classes": 0,
                               "input_size": [info["in_chans"], size, size], "crop_pct": 1.0,
@@ -58,28 +64,57 @@ def export_checkpoint(ckpt_or_run_dir: str | os.PathLike, out_dir: str | os.Path
     return info
 
 
+class ExportError(ValueError):
+    """An export folder is incomplete or was altered; the message names the file and the field."""
+
+
 def read_export_info(export_dir: str | os.PathLike) -> dict:
+    """config.json, checked: a plain timm architecture (no ``hf-hub:``/``local-dir:`` source that
+    would reach the network or other folders) and file fields naming files inside the folder."""
+    import timm
+
     path = Path(export_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; is {export_dir} a `hybridssl export` directory?")
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text())
+        arch, head_file = info["architecture"], (info.get("head") or {}).get("file", HEAD_FILE)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ExportError(f"{path}: not a `hybridssl export` config.json ({type(e).__name__}: {e})") from None
+    if not isinstance(arch, str) or arch not in timm.list_models():
+        raise ExportError(f"{path}: architecture {arch!r} is not a plain timm model name "
+                          f"(hub or local-dir sources are refused)")
+    if not isinstance(head_file, str) or Path(head_file).name != head_file or head_file in ("", ".", ".."):
+        raise ExportError(f"{path}: head file {head_file!r} must be a file name inside {export_dir}")
+    return info
+
+
+def _load_weights(model, path: Path):
+    """safetensors weights into ``model``; a pickle, a damaged file or other shapes give one line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        detail = str(e).splitlines()[0] if isinstance(e, SafetensorError) else \
+            "; ".join(ln.strip() for ln in str(e).splitlines()[1:4]) or str(e)
+        raise ExportError(f"{path}: not weights of this export's model ({type(e).__name__}: {detail[:300]})") \
+            from None
+    return model.eval()
 
 
 def load_backbone(export_dir: str | os.PathLike):
     """(timm model with ``num_classes=0``, config.json dict) from an export directory."""
     import timm
-    from safetensors.torch import load_file
 
     info = read_export_info(export_dir)
     model = timm.create_model(info["architecture"], pretrained=False, num_classes=0, in_chans=info["in_chans"])
-    model.load_state_dict(load_file(str(Path(export_dir) / MODEL_FILE)))
-    return model.eval(), info
+    return _load_weights(model, Path(export_dir) / MODEL_FILE), info
 
 
 def load_head(export_dir: str | os.PathLike):
     """The exported Dirichlet head (``hybridssl.heads.DirichletHead``), or None when the mode had none."""
-    from safetensors.torch import load_file
-
     from hybridssl.heads import DirichletHead
 
     info = read_export_info(export_dir)
@@ -87,8 +122,7 @@ def load_head(export_dir: str | os.PathLike):
         return None
     h = info["head"]
     head = DirichletHead(h["in_features"], h["n_answers"], h["dropout"])
-    head.load_state_dict(load_file(str(Path(export_dir) / h["file"])))
-    return head.eval()
+    return _load_weights(head, Path(export_dir) / h["file"])
 
 
 def add_arguments(parser) -> None:

@@ -1,4 +1,4 @@
-"""One writer per output directory: ``with dir_lock(out, "prepare"): ...``.
+"""One writer per output directory: ``with dir_lock(out, "prepare"): ...`` (prepare, pretrain).
 
 The lock is ``.hybridssl.lock`` in the directory, held with ``flock`` while the command runs
 and naming its host, pid and command, so a second run refuses with one line saying who holds
@@ -20,7 +20,7 @@ from pathlib import Path
 LOCK_FILE = ".hybridssl.lock"
 
 
-class LockError(RuntimeError):
+class LockError(ValueError):
     """The directory cannot be claimed: another run holds it, it is a file, or it cannot be
     created or locked; the message says which."""
 
@@ -57,16 +57,26 @@ def _acquire(path: Path) -> int:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def dir_lock(directory: str | os.PathLike, command: str):
-    """Hold ``directory`` (created if missing) for ``command`` until the block ends."""
-    path = Path(directory) / LOCK_FILE
+def ensure_dir(directory: str | os.PathLike) -> Path:
+    """``directory``, created if missing; a file there (or above it) is a one-line :class:`LockError`."""
+    directory = Path(directory)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise LockError(f"{directory} is a file, not a directory; name a directory for the output") from None
     except OSError as e:  # a parent that is a file, no permission, a full disk
         raise LockError(f"cannot create directory {directory} ({e.strerror or e})") from None
+    return directory
+
+
+@contextlib.contextmanager
+def dir_lock(directory: str | os.PathLike, command: str, enabled: bool = True):
+    """Hold ``directory`` (created if missing) for ``command`` until the block ends. ``enabled=False``
+    (DDP ranks other than 0, which share rank 0's directory and write nothing there) does nothing."""
+    if not enabled:
+        yield None
+        return
+    path = ensure_dir(directory) / LOCK_FILE
     fd = _acquire(path)
     try:
         if os.fstat(fd).st_size:  # a lock file nobody holds: its run died without cleaning up

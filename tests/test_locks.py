@@ -60,3 +60,11 @@ def test_a_file_or_a_path_through_a_file_is_one_clear_error(tmp_path):
     with pytest.raises(LockError, match="cannot create directory"):
         with dir_lock(tmp_path / "f" / "sub", "x"):
             pass
+
+
+def test_disabled_lock_touches_nothing(tmp_path):  # DDP ranks > 0: rank 0 holds the lock
+    with dir_lock(tmp_path / "run", "pretrain"):
+        with dir_lock(tmp_path / "run", "pretrain", enabled=False) as lock:
+            assert lock is None
+    with dir_lock(tmp_path / "other", "pretrain", enabled=False):
+        assert not (tmp_path / "other").exists()

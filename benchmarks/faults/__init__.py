@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.faults import configs, corrupt, data, data_guard, security, training
+from benchmarks.faults import config_guard, configs, corrupt, data, data_guard, security, training, training_guard
 from benchmarks.faults.harness import Ctx, Row
 
 FAULTS = {
@@ -28,6 +28,14 @@ FAULTS = {
     "out_dir_guard": [data_guard.two_prepares, data_guard.out_is_a_file, data_guard.no_inodes],
     "hostile_data": [data_guard.hostile_catalog, data_guard.keep_columns],
     "tampered_manifests": [data_guard.tampered_manifests],
+    "run_lock": [training_guard.concurrent_pretrain],
+    "resume_changes": [training_guard.resume_config_change],
+    "non_finite": [training_guard.diverging_run],
+    "checkpoint_housekeeping": [training_guard.temp_checkpoints],
+    "ddp_frozen": [training_guard.ddp_frozen_rank],
+    "config_ranges": [config_guard.out_of_range, config_guard.alias_bomb],
+    "out_paths": [config_guard.out_is_a_file],
+    "tampered_export": [config_guard.tampered_export],
 }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridssl.apply.embeddings import check_suffix, write_embeddings
+from hybridssl.apply.embeddings import check_finite, check_suffix, write_embeddings
 from hybridssl.apply.sources import add_source_arguments
 
 _MODEL_KEYS = ("architecture", "mode", "num_features", "in_chans", "image_size", "schema", "schema_hash")
@@ -74,6 +74,7 @@ def raw_features(model, dataset, batch_size: int, workers: int = 0) -> tuple[lis
         if x is None:  # the width is known only after the first batch
             x = np.empty((len(dataset), f.shape[1]), dtype=np.float32)
         x[len(ids):len(ids) + len(f)] = f
+        check_finite(batch["id_str"], f, "embed")
         ids += batch["id_str"]
         rows += [scalar_meta(m, c) for m, c in zip(batch["meta"], batch["campaign"])]
     meta = pd.DataFrame(rows, index=range(len(ids)))

@@ -104,6 +104,15 @@ def _column(values: pd.Series):
         return pa.array([str(v) if ok else None for v, ok in zip(values, values.notna())], pa.string())
 
 
+def check_finite(ids: list[str], x: np.ndarray, where: str) -> None:
+    """Refuse NaN or infinite features (a diverged model): every distance to them is meaningless."""
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if len(bad):
+        shown = ", ".join(repr(ids[i]) for i in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise EmbeddingsError(f"{where}: {len(bad)} of {len(x)} galaxies have NaN or infinite features ({shown}); "
+                              f"the model diverged or the file was altered: export a finite checkpoint and re-embed")
+
+
 def read_embeddings(path: str | os.PathLike) -> Embeddings:
     path = Path(path)
     if path.is_dir():  # `embed --out DIR/`: one file per shard
@@ -119,6 +128,7 @@ def read_embeddings(path: str | os.PathLike) -> Embeddings:
                               f"{emb.x.shape} do not match; re-run `hybridssl embed`")
     if len(emb.x) == 0:
         raise EmbeddingsError(f"{path}: holds no galaxies")
+    check_finite(emb.ids, emb.x, str(path))
     return emb
 
 

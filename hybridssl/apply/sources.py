@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from hybridssl.cli import int_at_least
 from hybridssl.schema import Schema
 
 
@@ -49,7 +50,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, required: bool = True)
     src.add_argument("--catalog", help="a catalog (parquet/CSV) of image paths, read like `prepare` does")
     parser.add_argument("--id-column", default="id_str", help="catalog id column (with --catalog)")
     parser.add_argument("--path-column", default="file_loc", help="catalog image-path column (with --catalog)")
-    parser.add_argument("--batch-size", type=int, default=128, help="galaxies per forward pass")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=128, help="galaxies per forward pass")
     parser.add_argument("--workers", type=workers_arg, default="auto",
                         help="data-loading processes (auto: up to 8 with a GPU, 0 on CPU, where the "
                              "model needs the cores)")

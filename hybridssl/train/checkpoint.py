@@ -111,3 +111,17 @@ def resolve_checkpoint(ckpt_or_run_dir: str | Path) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such checkpoint file or run directory")
     return p
+
+
+def tidy_checkpoints(run_dir: str | Path, keep: int, protect: Optional[Path] = None) -> None:
+    """Remove temp files a killed save left in ``run_dir/checkpoints`` and all but the newest
+    ``keep`` step checkpoints (``keep`` = -1: all), never ``protect``. ModelCheckpoint only
+    counts the files of one launch, so without this every resume would add ``keep`` more.
+    Call it only while holding the run's lock: no other process is writing there."""
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    stale = list(ckpt_dir.glob(".step*.ckpt.*.tmp"))
+    if keep >= 0:
+        stale += [p for p in step_checkpoints(run_dir)[keep:] if p != protect]
+    for p in stale:
+        log.info("removing %s", p)
+        p.unlink(missing_ok=True)

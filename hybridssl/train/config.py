@@ -7,7 +7,7 @@ from typing import List, Optional
 from omegaconf import MISSING
 
 from hybridssl.augment import AugmentConfig
-from hybridssl.config import ConfigError
+from hybridssl.config import ConfigError, check_ranges
 from hybridssl.data import DataConfig
 from hybridssl.losses import WEIGHTINGS
 from hybridssl.model import MODES, ModelConfig, uses_votes
@@ -15,6 +15,19 @@ from hybridssl.model import MODES, ModelConfig, uses_votes
 OPTIMIZERS = ("adamw", "lars")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+# The allowed values of every numeric key, in one place (intervals as in maths; "X or" adds a value)
+RANGES = {
+    "seed": "[0, inf)",
+    "model.in_chans": "[1, inf)", "model.projection_hidden_dim": "[1, inf)", "model.projection_dim": "[1, inf)",
+    "model.prediction_hidden_dim": "[1, inf)", "optim.target_momentum_start": "[0, 1]", "model.head_dropout": "[0, 1)",
+    "loss.supervised_weight": "[0, inf)",
+    "optim.base_lr": "(0, inf)", "optim.weight_decay": "[0, inf)", "optim.warmup_steps": "[0, inf)",
+    "optim.final_lr_fraction": "[0, 1]", "optim.betas": "[0, 1)", "optim.momentum": "[0, 1)",
+    "trainer.accumulate_grad_batches": "[1, inf)", "trainer.gradient_clip_val": "[0, inf)",
+    "trainer.log_every_n_steps": "[1, inf)", "trainer.checkpoint_every_n_steps": "[1, inf)",
+    "trainer.keep_checkpoints": "-1 or [1, inf)", "trainer.ddp_timeout_s": "[1, inf)",
+    "data.prefetch_factor": "[1, inf)",
+}
 
 
 @dataclass
@@ -59,6 +72,7 @@ class PretrainConfig:
     seed: int = MISSING
     out_dir: str = MISSING
     resume: str = MISSING             # never | auto (newest complete checkpoint in out_dir) | PATH.ckpt
+    resume_allow_changes: List[str] = field(default_factory=lambda: MISSING)  # keys a resume may change
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -87,13 +101,10 @@ class PretrainConfig:
             value = str(getattr(self.trainer, key))
             if value != "auto" and not (value.isdigit() and int(value) >= 1):
                 raise ConfigError(f"trainer.{key} must be 'auto' or a positive integer, got {value!r}")
-        for key in ("max_steps", "accumulate_grad_batches", "log_every_n_steps", "checkpoint_every_n_steps"):
-            if getattr(self.trainer, key) < 1 and not (key == "max_steps" and self.mode == "scratch"):
-                raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self.trainer, key)}")
-        if not 0.0 <= self.optim.target_momentum_start <= 1.0:
-            raise ConfigError(f"optim.target_momentum_start must be in [0, 1], got {self.optim.target_momentum_start}")
-        if self.optim.warmup_steps < 0:  # a warm-up longer than a short run just never ends: allowed
-            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")
+        # a warm-up longer than a short run just never ends: allowed
+        check_ranges(self, {**RANGES, "trainer.max_steps": "[0, inf)" if self.mode == "scratch" else "[1, inf)"})
+        if len(self.optim.betas) != 2:
+            raise ConfigError(f"optim.betas must be two numbers [beta1, beta2], got {self.optim.betas}")
         if self.resume not in ("never", "auto") and not self.resume.endswith(".ckpt"):
             raise ConfigError(f"resume must be 'never', 'auto' or a .ckpt path, got {self.resume!r}")
         if uses_votes(self.mode) and not self.data.labelled:

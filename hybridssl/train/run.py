@@ -28,10 +28,13 @@ from pytorch_lightning.strategies import DDPStrategy
 from hybridssl.atomic import atomic_write_text
 from hybridssl.config import ConfigError, to_yaml
 from hybridssl.data import build_train_loader
+from hybridssl.locks import hold_lock
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, CheckpointError, checkpoint_name,
-                                        latest_checkpoint, load_checkpoint, step_checkpoints)
+                                        latest_checkpoint, load_checkpoint, step_checkpoints, tidy_checkpoints)
 from hybridssl.train.config import PretrainConfig, TrainerConfig, resolve_images
+from hybridssl.train.guards import FiniteGuard
+from hybridssl.train.launches import check_resume_config, check_weight_shapes, record_launch
 from hybridssl.train.module import CHECKPOINT_KEY, PretrainModule
 from hybridssl.train.resume import ExactResume
 from hybridssl.train.throughput import StepThroughput
@@ -83,7 +86,8 @@ def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume) -> pl.Trainer:
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
         log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
         sync_batchnorm=t.sync_batchnorm and accelerator == "gpu",  # SyncBatchNorm over gloo is unreliable
-        callbacks=[exact_resume, checkpoints, LearningRateMonitor(logging_interval="step"), StepThroughput()],
+        callbacks=[exact_resume, FiniteGuard(), checkpoints, LearningRateMonitor(logging_interval="step"),
+                   StepThroughput()],
         logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard")],
         plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=True)] if slurm else [])],
         default_root_dir=out, use_distributed_sampler=False,
@@ -105,11 +109,7 @@ def resume_checkpoint(cfg: PretrainConfig) -> Optional[Path]:
     if ours is None:
         raise CheckpointError(f"checkpoint {path} was not written by hybridssl pretrain")
     was = ours["config"]
-    for key, a, b in (("mode", was["mode"], cfg.mode), ("model.backbone", was["model"]["backbone"], cfg.model.backbone),
-                      ("model.in_chans", was["model"].get("in_chans"), cfg.model.in_chans)):
-        if a != b:
-            raise CheckpointError(f"checkpoint {path} has {key}={a}, this run has {key}={b}; "
-                                  f"use the same config to resume, or a new out_dir")
+    check_resume_config(path, was, cfg)
     if was["trainer"]["max_steps"] != cfg.trainer.max_steps:
         log.warning("resuming %s (planned for %d steps) to trainer.max_steps=%d: the restored lr schedule "
                     "keeps its plan, the target momentum follows the new one", path,
@@ -157,13 +157,22 @@ def save_random_init(cfg: PretrainConfig, module: PretrainModule, rank: int) -> 
 
 
 def pretrain(cfg: PretrainConfig) -> Optional[Path]:
-    """Train per ``cfg``; returns the final checkpoint (None when interrupted)."""
+    """Train per ``cfg``; returns the final checkpoint (None when interrupted). Global rank 0
+    holds out_dir's lock for the whole run: every rank shares out_dir, and torchrun/srun end
+    the other ranks when rank 0 refuses."""
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    with hold_lock(cfg.out_dir, "pretrain", enabled=rank == 0):
+        return _pretrain_locked(cfg, rank)
+
+
+def _pretrain_locked(cfg: PretrainConfig, rank: int) -> Optional[Path]:
     schema = load_schema(cfg.schema)
     bands = resolve_images(cfg, schema)  # model.in_chans from the data, before it is compared or saved
     resume_from = resume_checkpoint(cfg)
     out = Path(cfg.out_dir)
-    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
     if rank == 0:
+        tidy_checkpoints(out, cfg.trainer.keep_checkpoints, resume_from)
+        record_launch(out, cfg)
         atomic_write_text(out / "config.yaml", to_yaml(cfg))
         if resume_from is not None:
             print(f"resuming from {resume_from}", flush=True)
@@ -179,6 +188,8 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     exact_resume = ExactResume()
     trainer = build_trainer(cfg, exact_resume)
     module = PretrainModule(cfg, schema, bands)
+    if resume_from is not None:
+        check_weight_shapes(resume_from, load_checkpoint(resume_from, mmap=True)["state_dict"], module)
     torch.manual_seed(_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
     exact_resume.loader = build_train_loader(cfg.data, schema, rank=trainer.global_rank,
                                              world_size=trainer.world_size)
@@ -191,5 +202,6 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     print(f"rank {trainer.global_rank}: finished at step {trainer.global_step}; "
           f"weights digest {weights_digest(module.model)}", flush=True)
     if trainer.is_global_zero:
+        tidy_checkpoints(out, cfg.trainer.keep_checkpoints)
         print(f"final checkpoint: {final}", flush=True)
     return final

@@ -1,10 +1,13 @@
 """`hybridssl embed`: unit-norm features of every galaxy in source order, in parquet or npy, read back alike."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from backbone_factory import write_export
 from factories import fake_id, write_shards
@@ -146,3 +149,24 @@ def test_catalog_source_records_image_paths_for_montages(tmp_path, embedded):
     assert main(["similar", "--embeddings", str(out), "--query", "g2", "--k", "3",
                  "--montage", str(tmp_path / "m.png")]) == 0
     assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+def test_non_finite_features_are_refused_when_embedding_and_reading(tmp_path, embedded, capsys):
+    shards, model, _, _ = embedded
+    diverged = tmp_path / "diverged"
+    diverged.mkdir()
+    for f in model.iterdir():
+        (diverged / f.name).write_bytes(f.read_bytes())
+    weights = load_file(str(diverged / "model.safetensors"))
+    save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()},
+              str(diverged / "model.safetensors"))
+    out = tmp_path / "nan.parquet"
+    assert main(["embed", "--model", str(diverged), "--shards", str(shards), "--out", str(out)]) == 2
+    assert "NaN or infinite features" in capsys.readouterr().err and not out.exists()
+
+    ids = [fake_id(i) for i in range(3)]
+    x = np.eye(3, dtype=np.float32)
+    x[1, 2] = np.nan
+    write_embeddings(tmp_path / "altered.npy", ids, x, pd.DataFrame({"id_str": ids}), {})
+    with pytest.raises(EmbeddingsError, match=re.escape(f"1 of 3 galaxies have NaN or infinite features ('{ids[1]}')")):
+        read_embeddings(tmp_path / "altered.npy")

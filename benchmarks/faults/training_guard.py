@@ -1,0 +1,160 @@
+"""Faults that guard a run directory (issue 15): two runs on one out_dir, a config changed between
+kill and resume, a diverging run, temp files a kill leaves, a frozen (SIGSTOP) DDP rank."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.faults.harness import Ctx, Row, kill_group, torchrun_cmd
+from benchmarks.faults.training import (_rank_pid, _wait_for_checkpoint, baseline_seconds, checkpoints, load_steps,
+                                        pretrain_args, run_steps, trained_run)
+from hybridssl.locks import LOCK_FILE
+
+TORCHRUN_FAILED_WORKER_GRACE_S = 30  # torch.distributed.elastic: SIGTERM, then SIGKILL after 30 s
+
+
+def _one_line(p, *words) -> tuple[bool, str]:
+    """Refused (non-zero, no traceback) with an error naming every word; and the row detail."""
+    missing = [w for w in words if w not in p.err]
+    ok = p.rc not in (0, None) and not p.traceback and not missing
+    return ok, (f"rc={p.rc}: {p.message()}" + (f" [does not name {missing}]" if missing else "")
+                + (" [Python traceback]" if p.traceback else ""))
+
+
+def concurrent_pretrain(ctx: Ctx) -> list[Row]:
+    """A second `pretrain` on a running run's out_dir refuses; after the first is SIGKILLed its
+    stale lock is taken over by the relaunch, which finishes."""
+    run = ctx.work / "runs" / "locked"
+    shutil.rmtree(run, ignore_errors=True)
+    first = ctx.spawn("pretrain", *pretrain_args(ctx, run, 10_000), log=ctx.path("logs", "locked-first.log"))
+    t0 = time.monotonic()
+    while first.poll() is None and not (run / LOCK_FILE).exists() and time.monotonic() - t0 < 300:
+        time.sleep(0.05)
+    second = ctx.cli("pretrain", *pretrain_args(ctx, run), timeout=300)
+    still_running = first.poll() is None
+    before, _ = load_steps(run)
+    kill_group(first)
+    ok, detail = _one_line(second, "in use by another run", str(first.pid))
+    after, _ = load_steps(run)
+    relaunch = ctx.cli("pretrain", *pretrain_args(ctx, run, max(after.values(), default=0) + 2), timeout=600)
+    took_over = "stale lock" in relaunch.err and relaunch.rc == 0
+    return [Row("two pretrain runs on one out_dir (then SIGKILL and relaunch)", 1,
+                int(ok and still_running and took_over), 0,
+                f"second run {detail}; first run {'still training' if still_running else 'HAD ENDED'} "
+                f"({len(before)} checkpoint(s)); after SIGKILL of the first, relaunch rc={relaunch.rc}, "
+                f"{'took over the stale lock' if took_over else 'DID NOT take over: ' + relaunch.tail()}")]
+
+
+def resume_config_change(ctx: Ctx) -> list[Row]:
+    """Resume a finished run with another batch size: refused naming it; allowed when named in
+    resume_allow_changes (and recorded under launches/); a change of weight shapes is one line."""
+    run = trained_run(ctx, copy_to=ctx.work / "runs" / "changed")
+    more = run_steps(ctx) + 2
+    before, _ = load_steps(run)
+    refused = ctx.cli("pretrain", *pretrain_args(ctx, run, more, None, "data.batch_size=4"), timeout=300)
+    ok1, d1 = _one_line(refused, "data.batch_size: 8 -> 4", "resume_allow_changes")
+    ok1 = ok1 and load_steps(run)[0] == before
+    allowed = ctx.cli("pretrain", *pretrain_args(ctx, run, more, None, "data.batch_size=4",
+                                                 "resume_allow_changes=[data.batch_size]"), timeout=600)
+    records = sorted(p.name for p in (run / "launches").glob("*.yaml"))
+    ok2 = allowed.rc == 0 and max(load_steps(run)[0].values()) == more and len(records) == 2
+    shapes = ctx.cli("pretrain", *pretrain_args(ctx, run, more + 2, None, "data.batch_size=4",
+                                                "model.projection_dim=16",
+                                                "resume_allow_changes=[data.batch_size,model.projection_dim]"),
+                     timeout=300)
+    ok3, d3 = _one_line(shapes, "does not fit this model")
+    return [Row("config changed between kill and resume", 1, int(ok1), 0, d1, seconds=refused.seconds),
+            Row("config change named in resume_allow_changes", 1, int(ok2), 0,
+                f"rc={allowed.rc}, final step {max(load_steps(run)[0].values())} (asked {more}); launch records "
+                f"{records}" + ("" if allowed.rc == 0 else f" [{allowed.tail()}]"), seconds=allowed.seconds),
+            Row("allowed change that alters weight shapes", 1, int(ok3), 0, d3, seconds=shapes.seconds)]
+
+
+def _finite(path: Path) -> bool:
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def diverging_run(ctx: Ctx) -> list[Row]:
+    """An absurd learning rate: the run stops with a clear error, every checkpoint it leaves is
+    finite, and a checkpoint holding NaN weights is not exported."""
+    run = ctx.work / "runs" / "diverged"
+    shutil.rmtree(run, ignore_errors=True)
+    p = ctx.cli("pretrain", *pretrain_args(ctx, run, 40, None, "optim.base_lr=1e30", "trainer.gradient_clip_val=0",
+                                           "trainer.checkpoint_every_n_steps=1", "trainer.keep_checkpoints=-1"),
+                timeout=600)
+    ok1, d1 = _one_line(p, "not finite at step")
+    nan_saved = [c.name for c in checkpoints(run) if not _finite(c)]
+    src = trained_run(ctx, copy_to=ctx.work / "runs" / "nan-weights")
+    ckpt = max(checkpoints(src))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    key = next(k for k, v in state["state_dict"].items() if k.startswith("model.backbone.") and v.is_floating_point())
+    state["state_dict"][key] = torch.full_like(state["state_dict"][key], float("nan"))
+    torch.save(state, ckpt)
+    export = ctx.cli("export", ckpt, "--out", ctx.work / "export" / "nan", timeout=300)
+    ok2, d2 = _one_line(export, "NaN or infinity")
+    return [Row("diverging run (base_lr=1e30)", 1, int(ok1 and not nan_saved), len(nan_saved),
+                f"{d1}; {len(checkpoints(run))} checkpoint(s) left, non-finite: {nan_saved or 'none'}",
+                seconds=p.seconds),
+            Row("export of a checkpoint with NaN weights", 1, int(ok2), 0, d2, seconds=export.seconds)]
+
+
+def temp_checkpoints(ctx: Ctx) -> list[Row]:
+    """What kills leave in checkpoints/ (a temp file, more step files than keep_checkpoints) is
+    gone after the next resume; keep_checkpoints holds across launches."""
+    run = trained_run(ctx, copy_to=ctx.work / "runs" / "leftovers")
+    ckpt_dir = run / "checkpoints"
+    temp = ckpt_dir / ".step00000099.ckpt.k1ll3d.tmp"
+    temp.write_bytes(os.urandom(4096))
+    oldest = min(checkpoints(run))
+    for step in (1, 3):  # older step files a previous launch's ModelCheckpoint no longer tracks
+        shutil.copy(oldest, ckpt_dir / f"step{step:08d}.ckpt")
+    p = ctx.cli("pretrain", *pretrain_args(ctx, run, run_steps(ctx) + 4), timeout=600)
+    left = sorted(c.name for c in ckpt_dir.iterdir())
+    ok = p.rc == 0 and not temp.exists() and len(left) <= 3  # pretrain_args keeps 3
+    return [Row("temp checkpoint and extra checkpoints left by kills, then resume", 1, int(ok),
+                int(temp.exists()), f"rc={p.rc}; checkpoints/ now holds {left} (keep_checkpoints=3)",
+                seconds=p.seconds)]
+
+
+def ddp_frozen_rank(ctx: Ctx) -> list[Row]:
+    """SIGSTOP rank 1 of 2 torchrun ranks after a checkpoint. Rank 0 fails after
+    trainer.ddp_timeout_s; torchrun then SIGTERMs the frozen rank (which cannot act on it) and
+    SIGKILLs it 30 s later (fixed for a failed worker; ``--shutdown-timeout`` only applies when
+    torchrun itself is signalled): the bound is the sum, plus start-up and teardown."""
+    timeout_s, grace_s, slack_s = 10, TORCHRUN_FAILED_WORKER_GRACE_S, 20
+    run = ctx.work / "runs" / "ddp-frozen"
+    shutil.rmtree(run, ignore_errors=True)
+    port = random.Random(ctx.seed * 100 + 77).randint(20000, 40000)
+    cmd = torchrun_cmd(2, port, "pretrain", *pretrain_args(ctx, run, 10_000, None,
+                                                           f"trainer.ddp_timeout_s={timeout_s}"))
+    p = ctx.spawn(log=ctx.path("logs", "ddp-frozen.log"), cmd=cmd)
+    _wait_for_checkpoint(p, run, 6 * baseline_seconds(ctx)[1])
+    victim = _rank_pid(p.pid, 1) if p.poll() is None else None
+    if victim:
+        os.kill(victim, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        rc = p.wait(timeout=timeout_s + grace_s + 120)
+    except subprocess.TimeoutExpired:
+        rc = None
+    exit_s = time.monotonic() - t0
+    kill_group(p)
+    gone = victim is not None and not Path(f"/proc/{victim}").exists()
+    if victim and not gone:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    bound = timeout_s + grace_s + slack_s
+    ok = victim is not None and rc not in (0, None) and exit_s <= bound and gone
+    return [Row("distributed: one of 2 torchrun ranks frozen (SIGSTOP)", 1, int(ok), 0,
+                f"SIGSTOPped rank 1 {'(pid ' + str(victim) + ')' if victim else 'NOT FOUND'} after the first "
+                f"checkpoint; torchrun exit {rc} after {exit_s:.0f} s with ddp_timeout_s={timeout_s} (bound {timeout_s} + "
+                f"{grace_s} s torchrun grace + {slack_s} s); frozen rank {'reaped' if gone else 'STILL THERE'}")]
