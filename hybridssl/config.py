@@ -163,7 +163,7 @@ def check_ranges(cfg: Any, ranges: dict[str, str]) -> None:
         for part in key.split("."):
             value = getattr(value, part)
         for v in value if isinstance(value, (list, tuple)) else [value]:
-            if not _in_interval(float(v), interval):
+            if v is not None and not _in_interval(float(v), interval):  # null: taken from elsewhere
                 *special, span = interval.split(" or ")
                 also = f" or {' or '.join(special)}" if special else ""
                 raise ConfigError(f"{key} must be in {span}{also}, got {value}")

@@ -28,7 +28,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from hybridssl.atomic import atomic_write_text
 from hybridssl.config import ConfigError, to_yaml
 from hybridssl.data import build_train_loader
-from hybridssl.locks import hold_lock
+from hybridssl.locks import dir_lock
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, CheckpointError, checkpoint_name,
                                         latest_checkpoint, load_checkpoint, step_checkpoints, tidy_checkpoints)
@@ -161,7 +161,7 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     holds out_dir's lock for the whole run: every rank shares out_dir, and torchrun/srun end
     the other ranks when rank 0 refuses."""
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
-    with hold_lock(cfg.out_dir, "pretrain", enabled=rank == 0):
+    with dir_lock(cfg.out_dir, "pretrain", enabled=rank == 0):
         return _pretrain_locked(cfg, rank)
 
 
