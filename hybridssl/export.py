@@ -1,10 +1,11 @@
 """``hybridssl export CKPT_OR_RUN_DIR --out DIR``: the online backbone in timm's format.
 
-``DIR/model.safetensors`` is the state dict of ``timm.create_model(arch, num_classes=0)``, so
-timm can load it straight from that local file through ``pretrained_cfg_overlay=dict(file=...)``
-(README, "Using an exported backbone"; the file replaces the hub source, nothing is downloaded)
-and :func:`load_backbone` does it with random init + ``load_state_dict``. ``config.json`` says
-what it is (architecture, features, input size, normalisation, schema, mode, pretrained_cfg).
+``DIR`` is a timm model folder: ``timm.create_model("local-dir:DIR", pretrained=True)`` rebuilds
+the backbone from ``config.json`` (``architecture``, ``model_args``: ``num_classes=0``,
+``in_chans`` and the run's ``model.backbone_kwargs``, ``pretrained_cfg``) and loads
+``DIR/model.safetensors`` (README, "Using an exported backbone"; nothing is downloaded); that is
+:func:`load_backbone`. ``config.json`` also says what was trained (features, input size,
+normalisation, schema, mode).
 The Dirichlet head, when the mode trained one, goes to ``head.safetensors``. Nothing here
 unpickles: checkpoints load with ``weights_only=True``, exports are safetensors + JSON.
 """
@@ -68,11 +69,13 @@ def read_export_info(export_dir: str | os.PathLike) -> dict:
 def load_backbone(export_dir: str | os.PathLike):
     """(timm model with ``num_classes=0``, config.json dict) from an export directory."""
     import timm
-    from safetensors.torch import load_file
 
     info = read_export_info(export_dir)
-    model = timm.create_model(info["architecture"], pretrained=False, num_classes=0, in_chans=info["in_chans"])
-    model.load_state_dict(load_file(str(Path(export_dir) / MODEL_FILE)))
+    if not (Path(export_dir) / MODEL_FILE).is_file():  # timm would take any other *.safetensors there
+        raise FileNotFoundError(f"{Path(export_dir) / MODEL_FILE} not found; re-run `hybridssl export`")
+    # exports from before model_args existed rebuild the same way: timm takes num_classes and
+    # in_chans from pretrained_cfg
+    model = timm.create_model(f"local-dir:{Path(export_dir).resolve()}", pretrained=True)
     return model.eval(), info
 
 

@@ -7,7 +7,7 @@ import torch
 from hybridssl.augment import TwoViews
 from hybridssl.config import to_dict
 from hybridssl.losses import campaign_losses, campaign_voted_galaxies, combine_losses, dirichlet_multinomial_nll
-from hybridssl.model import HybridModel, uses_byol, uses_votes
+from hybridssl.model import HybridModel, backbone_args, uses_byol, uses_votes
 from hybridssl.schema import Schema
 from hybridssl.train.config import PretrainConfig
 from hybridssl.train.optim import build_optimizer, build_scheduler, scaled_lr, target_momentum
@@ -108,7 +108,8 @@ class PretrainModule(pl.LightningModule):
         info = {"architecture": self.cfg.model.backbone, "num_features": self.model.num_features,
                 "in_chans": self.cfg.model.in_chans, "image_size": int(aug.crop_size),
                 "mean": [float(m) for m in aug.mean], "std": [float(s) for s in aug.std],
-                "schema": self.schema.name, "schema_hash": self.schema.hash, "mode": self.cfg.mode}
+                "schema": self.schema.name, "schema_hash": self.schema.hash, "mode": self.cfg.mode,
+                "model_args": backbone_args(self.cfg.model)}
         if uses_votes(self.cfg.mode):
             info["head"] = {"in_features": self.model.num_features, "n_answers": self.schema.n_answers,
                             "dropout": float(self.cfg.model.head_dropout)}
