@@ -17,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
@@ -28,6 +27,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from hybridssl.atomic import atomic_write_text
 from hybridssl.config import ConfigError, to_yaml
 from hybridssl.data import build_train_loader
+from hybridssl.distributed import derive_seed, rank_and_world_size
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, CheckpointError, checkpoint_name,
                                         latest_checkpoint, load_checkpoint, step_checkpoints)
@@ -131,10 +131,6 @@ def newest_with_requeue(out: Path, step_checkpoint: Optional[Path]) -> Optional[
     return hpc if step_of(hpc) > step_of(step_checkpoint) else step_checkpoint
 
 
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] % 2**31)
-
-
 def weights_digest(module: torch.nn.Module) -> str:
     """sha256 of every trainable parameter: equal on all DDP ranks after any step."""
     h = hashlib.sha256()
@@ -161,7 +157,7 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     schema = load_schema(cfg.schema)
     resume_from = resume_checkpoint(cfg)
     out = Path(cfg.out_dir)
-    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    rank, _ = rank_and_world_size()
     if rank == 0:
         atomic_write_text(out / "config.yaml", to_yaml(cfg))
         if resume_from is not None:
@@ -178,7 +174,7 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     exact_resume = ExactResume()
     trainer = build_trainer(cfg, exact_resume)
     module = PretrainModule(cfg, schema)
-    torch.manual_seed(_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
+    torch.manual_seed(derive_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
     exact_resume.loader = build_train_loader(cfg.data, schema, rank=trainer.global_rank,
                                              world_size=trainer.world_size)
     trainer.fit(module, train_dataloaders=exact_resume.loader, ckpt_path=resume_from)
