@@ -509,4 +509,5 @@ def write_record(record: dict, out: Path | None, text: str) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from hybridssl.cli import run_command
+    raise SystemExit(run_command("python -m benchmarks.throughput", main))
