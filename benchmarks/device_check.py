@@ -197,4 +197,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from hybridssl.cli import run_command
+    raise SystemExit(run_command("python -m benchmarks.device_check", main))

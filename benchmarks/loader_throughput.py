@@ -174,4 +174,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from hybridssl.cli import run_command
+    raise SystemExit(run_command("python -m benchmarks.loader_throughput", main))

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from hybridssl.atomic import atomic_write_text
 from hybridssl.augment import TwoViews
 from hybridssl.losses import dirichlet_multinomial_nll
+from hybridssl.model import backbone_args
 from hybridssl.schema import Schema, load_schema
 from hybridssl.train.module import PretrainModule
 
@@ -174,7 +175,7 @@ class LightlyBYOL(pl.LightningModule):
         super().__init__()
         m = cfg.model
         self.cfg = cfg
-        self.backbone = timm.create_model(m.backbone, pretrained=False, num_classes=0, in_chans=m.in_chans)
+        self.backbone = timm.create_model(m.backbone, pretrained=False, **backbone_args(m))
         self.projection_head = BYOLProjectionHead(self.backbone.num_features, m.projection_hidden_dim, m.projection_dim)
         self.prediction_head = BYOLPredictionHead(m.projection_dim, m.prediction_hidden_dim, m.projection_dim)
         self.backbone_momentum = copy.deepcopy(self.backbone)
@@ -508,4 +509,5 @@ def write_record(record: dict, out: Path | None, text: str) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from hybridssl.cli import run_command
+    raise SystemExit(run_command("python -m benchmarks.throughput", main))

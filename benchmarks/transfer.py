@@ -37,8 +37,9 @@ from tqdm import tqdm
 import hybridssl
 from hybridssl import export
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
+from hybridssl.data import read_meta
 from hybridssl.evaluate.bootstrap import BootstrapConfig, groups
-from hybridssl.evaluate.features import backbone_hash, extract_features, read_meta
+from hybridssl.evaluate.features import backbone_hash, extract_features
 from hybridssl.evaluate.finetune import FinetuneConfig, finetune
 from hybridssl.evaluate.metrics import classification_scores
 from hybridssl.evaluate.probes import KnnConfig, LinearProbeConfig, knn_probe, linear_probe

@@ -32,8 +32,9 @@ from data_prep.catalog import CatalogError, CatalogRows, load_rows
 from data_prep.class_votes import load_class_map
 from data_prep.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
 from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
+from hybridssl.cli import user_error
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
-from hybridssl.locks import LockError, dir_lock
+from hybridssl.locks import dir_lock
 from hybridssl.schema import load_schema
 from hybridssl.shards import (FORMAT_VERSION, MANIFEST, META_FIELDS, SHARD_PATTERN, ShardError, encode_key,
                               encode_votes, sha256_file)
@@ -308,15 +309,10 @@ def run(args) -> int:
     command = _command(args)
     try:
         result = prepare(args.catalog, args.out, cfg, command)
-    except (CatalogError, ShardError, LockError) as e:
-        print(f"hybridssl prepare: error: {e}", file=sys.stderr)
-        return 2
     except DiskWriteError as e:
-        print(f"hybridssl prepare: error: {e}; complete shards are intact, re-run to finish", file=sys.stderr)
-        return 1
+        return user_error("hybridssl prepare", f"{e}; complete shards are intact, re-run to finish")
     print(f"prepare: {result.n_written} written in {result.n_shards} shards, {result.n_rejected} rejected"
           f"{f' (reasons in {result.out / REJECTED})' if result.n_rejected else ''} -> {result.out}")
     if result.n_written == 0:
-        print("hybridssl prepare: error: no valid rows remain", file=sys.stderr)
-        return 1
+        return user_error("hybridssl prepare", "no valid rows remain")
     return 1 if cfg.strict and result.n_rejected else 0

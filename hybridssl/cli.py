@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Callable
 
 # name -> (module, one-line help), in data-flow order
 COMMANDS = {
@@ -67,12 +68,37 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     return top
 
 
+USER_ERROR = 2  # argparse's status for a bad command line; every error a user can fix exits with it
+
+
 def _is_user_error(e: BaseException) -> bool:
-    """Errors users cause are ValueError subclasses (ConfigError, ShardError, ...) or file/disk
-    problems; a bare ValueError is more likely a bug and keeps its traceback."""
+    """Errors users cause are ValueError subclasses (ConfigError, ShardError, ...), file/disk
+    problems or a directory another run holds; a bare ValueError is more likely a bug and keeps
+    its traceback."""
     from hybridssl.atomic import DiskWriteError
+    from hybridssl.locks import LockError
     return (isinstance(e, ValueError) and type(e) is not ValueError) or isinstance(
-        e, (FileNotFoundError, DiskWriteError))
+        e, (FileNotFoundError, DiskWriteError, LockError))
+
+
+def user_error(prog: str, message) -> int:
+    """Print the one error line and return :data:`USER_ERROR`, for a command's own checks."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return USER_ERROR
+
+
+def run_command(prog: str, fn: Callable[..., int | None], *args) -> int:
+    """``fn(*args)`` as an exit status: a user error is one line and :data:`USER_ERROR`, Ctrl-C
+    130, anything else keeps its traceback. ``hybridssl`` and the ``python -m benchmarks.*`` scripts."""
+    try:
+        return int(fn(*args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
+        return user_error(prog, e)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,22 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser(command).parse_args(argv)
     except CommandUnavailable as e:
-        print(f"hybridssl: error: {e}", file=sys.stderr)
-        return 2
+        return user_error("hybridssl", e)
     if args.command is None:
         _parser(None).print_help()
-        return 2
-    module = _import_command(args.command)
-    try:
-        return int(module.run(args) or 0)
-    except KeyboardInterrupt:
-        print(f"hybridssl {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:
-        if not _is_user_error(e):
-            raise
-        print(f"hybridssl {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return USER_ERROR
+    return run_command(f"hybridssl {args.command}", _import_command(args.command).run, args)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """``hybridssl export CKPT_OR_RUN_DIR --out DIR``: the online backbone in timm's format.
 
-``DIR/model.safetensors`` is the state dict of ``timm.create_model(arch, num_classes=0)``, so
-timm can load it straight from that local file through ``pretrained_cfg_overlay=dict(file=...)``
-(README, "Using an exported backbone"; the file replaces the hub source, nothing is downloaded)
-and :func:`load_backbone` does it with random init + ``load_state_dict``. ``config.json`` says
-what it is (architecture, features, input size, normalisation, schema, mode, pretrained_cfg).
+``DIR`` is a timm model folder: ``timm.create_model("local-dir:DIR", pretrained=True)`` rebuilds
+the backbone from ``config.json`` (``architecture``, ``model_args``: ``num_classes=0``,
+``in_chans`` and the run's ``model.backbone_kwargs``, ``pretrained_cfg``) and loads
+``DIR/model.safetensors`` (README, "Using an exported backbone"; nothing is downloaded); that is
+:func:`load_backbone`. ``config.json`` also says what was trained (features, input size,
+normalisation, schema, mode).
 The Dirichlet head, when the mode trained one, goes to ``head.safetensors``. Nothing here
 unpickles: checkpoints load with ``weights_only=True``, exports are safetensors + JSON.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -84,23 +86,34 @@ def read_export_info(export_dir: str | os.PathLike) -> dict:
     if not isinstance(arch, str) or arch not in timm.list_models():
         raise ExportError(f"{path}: architecture {arch!r} is not a plain timm model name "
                           f"(hub or local-dir sources are refused)")
+    sources = [k for k in (info.get("model_args") or {}) if k.startswith(("pretrained", "checkpoint"))]
+    if not isinstance(info.get("model_args", {}), dict) or sources:
+        raise ExportError(f"{path}: model_args may only hold model-building arguments, not {sources or 'a non-dict'}")
     if not isinstance(head_file, str) or Path(head_file).name != head_file or head_file in ("", ".", ".."):
         raise ExportError(f"{path}: head file {head_file!r} must be a file name inside {export_dir}")
     return info
 
 
-def _load_weights(model, path: Path):
-    """safetensors weights into ``model``; a pickle, a damaged file or other shapes give one line."""
+@contextlib.contextmanager
+def _weights_problems(path: Path):
+    """A pickle, a damaged file or other shapes in the safetensors ``path`` as one :class:`ExportError` line."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     try:
-        model.load_state_dict(load_file(str(path)))
+        yield
     except (SafetensorError, OSError, RuntimeError) as e:
         detail = str(e).splitlines()[0] if isinstance(e, SafetensorError) else \
             "; ".join(ln.strip() for ln in str(e).splitlines()[1:4]) or str(e)
         raise ExportError(f"{path}: not weights of this export's model ({type(e).__name__}: {detail[:300]})") \
             from None
+
+
+def _load_weights(model, path: Path):
+    """safetensors weights into ``model`` (see :func:`_weights_problems`)."""
+    from safetensors.torch import load_file
+
+    with _weights_problems(path):
+        model.load_state_dict(load_file(str(path)))
     return model.eval()
 
 
@@ -109,8 +122,14 @@ def load_backbone(export_dir: str | os.PathLike):
     import timm
 
     info = read_export_info(export_dir)
-    model = timm.create_model(info["architecture"], pretrained=False, num_classes=0, in_chans=info["in_chans"])
-    return _load_weights(model, Path(export_dir) / MODEL_FILE), info
+    path = Path(export_dir) / MODEL_FILE
+    if not path.is_file():  # timm would take any other *.safetensors there
+        raise FileNotFoundError(f"{path} not found; re-run `hybridssl export`")
+    # exports from before model_args existed rebuild the same way: timm takes num_classes and
+    # in_chans from pretrained_cfg
+    with _weights_problems(path):
+        model = timm.create_model(f"local-dir:{Path(export_dir).resolve()}", pretrained=True)
+    return model.eval(), info
 
 
 def load_head(export_dir: str | os.PathLike):
@@ -133,14 +152,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    from hybridssl.train.checkpoint import CheckpointError
-    try:
-        info = export_checkpoint(args.checkpoint, args.out)
-    except CheckpointError as e:
-        print(f"hybridssl export: error: {e}", file=sys.stderr)
-        return 2
+    info = export_checkpoint(args.checkpoint, args.out)
     print(f"exported {info['architecture']} ({info['mode']}, step {info['checkpoint']['global_step']}) "
           f"to {args.out}" + (" with Dirichlet head" if "head" in info else ""))
     return 0

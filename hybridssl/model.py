@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import timm
 import torch
@@ -19,6 +19,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from omegaconf import MISSING
 from torch import nn
 
+from hybridssl.config import ConfigError
 from hybridssl.heads import DirichletHead
 from hybridssl.losses import byol_loss, dirichlet_multinomial_loss
 from hybridssl.schema import Schema
@@ -29,12 +30,23 @@ MODES = ("hybrid", "byol", "supervised", "scratch")
 @dataclass
 class ModelConfig:
     backbone: str = MISSING               # any name in timm.list_models()
+    backbone_kwargs: dict[str, Any] = MISSING  # more timm.create_model arguments, e.g. img_size for ViTs
     in_chans: Optional[int] = MISSING     # null: from the shard sets' manifests (pretrain resolves it)
     channels_last: bool = MISSING         # faster convolutions on CPU (bf16) and GPU
     projection_hidden_dim: int = MISSING  # BYOL paper 4096, the hybrid paper's code 1024
     projection_dim: int = MISSING
     prediction_hidden_dim: int = MISSING
     head_dropout: float = MISSING
+
+
+def backbone_args(cfg: ModelConfig) -> dict:
+    """``timm.create_model`` arguments besides the name: also the export's ``model_args``, so
+    ``timm.create_model("local-dir:EXPORT")`` rebuilds the same backbone."""
+    taken = sorted(set(cfg.backbone_kwargs) & {"num_classes", "in_chans", "pretrained"})
+    if taken:
+        raise ConfigError(f"model.backbone_kwargs may not set {taken}: the pretraining sets them "
+                          "(in_chans: model.in_chans)")
+    return {**cfg.backbone_kwargs, "num_classes": 0, "in_chans": cfg.in_chans}
 
 
 def uses_byol(mode: str) -> bool:
@@ -53,7 +65,7 @@ class HybridModel(nn.Module):
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: choose one of {MODES}")
         self.mode = mode
-        self.backbone = timm.create_model(cfg.backbone, pretrained=False, num_classes=0, in_chans=cfg.in_chans)
+        self.backbone = timm.create_model(cfg.backbone, pretrained=False, **backbone_args(cfg))
         width = self.backbone.num_features
         if uses_byol(mode):
             self.projection = BYOLProjectionHead(width, cfg.projection_hidden_dim, cfg.projection_dim)

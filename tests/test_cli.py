@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-from hybridssl.cli import COMMANDS, main
+from hybridssl.cli import COMMANDS, USER_ERROR, main, run_command
+from hybridssl.config import ConfigError
+from hybridssl.locks import LockError
 
 
 def module_exists(module: str) -> bool:
@@ -82,3 +84,29 @@ def test_plain_value_errors_keep_their_traceback(monkeypatch, tmp_path):
     monkeypatch.setitem(COMMANDS, "buggy", ("buggy_command", "raises a bare ValueError"))
     with pytest.raises(ValueError, match="a bug"):
         main(["buggy"])
+
+
+@pytest.mark.parametrize("error", [ConfigError("bad key x"), LockError("held by run 7"), FileNotFoundError("no f")])
+def test_user_errors_exit_2_with_one_line(error, capsys):
+    def fail():
+        raise error
+    assert run_command("prog", fail) == USER_ERROR == 2
+    assert capsys.readouterr().err == f"prog: error: {error}\n"
+
+
+def test_run_command_passes_status_and_ctrl_c():
+    assert run_command("prog", lambda: None) == 0 and run_command("prog", lambda: 1) == 1
+
+    def interrupted():
+        raise KeyboardInterrupt
+    assert run_command("prog", interrupted) == 130
+
+
+def test_benchmark_scripts_exit_like_the_cli_on_a_user_error(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--quick", "--config", "no-such-config",
+                        "--only", "loss", "--out", str(tmp_path / "t.json")], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "python -m benchmarks.throughput: error: no pretrain config 'no-such-config'; "
+        "shipped ones: ['base', 'demo', 'gz_evo']"]

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from factories import write_shards
-from hybridssl.config import config_dir, load_config
+from hybridssl.config import ConfigError, config_dir, load_config
 from hybridssl.export import export_checkpoint, load_backbone, load_head
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import load_checkpoint
@@ -18,16 +18,19 @@ from hybridssl.train.module import PretrainModule
 from hybridssl.train.run import pretrain
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
+def tiny_run_config(root, *overrides) -> PretrainConfig:
     labelled = write_shards(root / "labelled", 16, labelled=True, n_shards=2, image_size=32)
-    cfg = load_config(PretrainConfig, config_dir() / "pretrain" / "demo.yaml", [
+    return load_config(PretrainConfig, config_dir() / "pretrain" / "demo.yaml", [
         f"out_dir={root / 'run'}", f"data.labelled=[{labelled}]", "data.unlabelled=[]", "data.batch_size=8",
         "data.num_workers=0", "model.backbone=test_resnet", "model.projection_hidden_dim=32",
         "model.prediction_hidden_dim=32", "model.projection_dim=16", "augment.crop_size=32",
         "augment.resize_size=32", "augment.blur_kernel=3", "trainer.precision=32-true", "trainer.max_steps=2",
-        "trainer.progress_bar=false", "optim.warmup_steps=1", "mode=hybrid"])
+        "trainer.progress_bar=false", "optim.warmup_steps=1", "mode=hybrid", *overrides])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    cfg = tiny_run_config(tmp_path_factory.mktemp("export"))
     return cfg, pretrain(cfg)
 
 
@@ -61,6 +64,26 @@ def test_export_round_trip_through_timm(trained_run, tmp_path):
     # timm's own key names, and no BYOL or target weights leaked into the backbone file
     assert set(load_file(str(tmp_path / "model.safetensors"))) == set(timm.create_model(
         "test_resnet", num_classes=0).state_dict())
+
+
+def test_vit_backbone_kwargs_round_trip_through_the_export(tmp_path):
+    # img_size and patch_size are not test_vit's defaults (224, 16): the reload must take them from config.json
+    cfg = tiny_run_config(tmp_path, "model.backbone=test_vit", "model.backbone_kwargs={img_size: 32, patch_size: 8}")
+    ckpt = pretrain(cfg)
+    info = export_checkpoint(ckpt, tmp_path / "export")
+    assert info["model_args"] == {"img_size": 32, "patch_size": 8, "num_classes": 0, "in_chans": 3}
+    module = trained_module(cfg, ckpt)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ours, _ = load_backbone(tmp_path / "export")
+        assert ours.patch_embed.patch_size == (8, 8) and ours.patch_embed.img_size == (32, 32)
+        torch.testing.assert_close(ours(x), module.model.features(x))
+
+
+def test_backbone_kwargs_may_not_set_what_the_run_sets(tmp_path):
+    cfg = tiny_run_config(tmp_path, "model.backbone_kwargs={in_chans: 1}")
+    with pytest.raises(ConfigError, match=r"model.backbone_kwargs may not set \['in_chans'\]"):
+        PretrainModule(cfg, load_schema(cfg.schema))
 
 
 def test_export_without_head_for_byol(trained_run, tmp_path):

@@ -11,7 +11,7 @@ SCHEMA = load_schema("gz_evo_v0.1")
 
 
 def tiny_config(**kw) -> ModelConfig:
-    values = dict(backbone="resnet18", in_chans=3, channels_last=False, projection_hidden_dim=32,
+    values = dict(backbone="resnet18", backbone_kwargs={}, in_chans=3, channels_last=False, projection_hidden_dim=32,
                   projection_dim=16, prediction_hidden_dim=32, head_dropout=0.0)
     values.update(kw)
     return ModelConfig(**values)

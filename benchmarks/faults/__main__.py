@@ -67,4 +67,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hybridssl.cli import run_command
+    raise SystemExit(run_command("python -m benchmarks.faults", main))

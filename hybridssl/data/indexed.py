@@ -8,6 +8,7 @@ per pass, in manifest order, with any number of workers and no resampling.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -15,7 +16,7 @@ from typing import Optional, Sequence
 import torch
 
 from hybridssl.schema import Schema, load_schema
-from hybridssl.shards import MANIFEST, ShardError, manifest_in_chans, read_manifest, shard_paths
+from hybridssl.shards import MANIFEST, ShardError, decode_key, manifest_in_chans, read_manifest, shard_paths
 from hybridssl.data.samples import DECODERS, parse_sample
 from hybridssl.data.tars import tar_index
 
@@ -66,16 +67,30 @@ class IndexedShards(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict:
-        shard, key, members = self.index[i]
+    def _read(self, shard: int, offset: int, size: int) -> bytes:
         fd = self._files.get(shard)
         if fd is None:
             fd = self._files[shard] = os.open(self.shards[shard], os.O_RDONLY)
         # positional reads: forked workers may inherit these descriptors, and a shared file
         # offset (seek, then read) let two workers read each other's bytes
+        return os.pread(fd, size, offset)
+
+    def meta(self, i: int) -> dict:
+        """Sample ``i``'s meta.json (``id_str`` from its key when absent), without reading its image."""
+        shard, key, members = self.index[i]
+        try:
+            meta = json.loads(self._read(shard, *members["meta.json"])) if "meta.json" in members else {}
+        except ValueError as e:
+            raise ShardError(f"{self.shards[shard]}: sample {key!r}: meta.json is corrupt ({e}); "
+                             f"run `hybridssl verify {self.shard_dir}`") from e
+        meta.setdefault("id_str", decode_key(key))
+        return meta
+
+    def __getitem__(self, i: int) -> dict:
+        shard, key, members = self.index[i]
         raw = {"__key__": key}
         for suffix, (offset, size) in members.items():
-            raw[suffix] = os.pread(fd, size, offset)
+            raw[suffix] = self._read(shard, offset, size)
         try:
             out = parse_sample(raw, self.image_size, self.n_answers, self.labelled, self.decode, self.in_chans)
         except Exception as e:  # evaluation must not silently drop samples
@@ -89,6 +104,12 @@ class IndexedShards(torch.utils.data.Dataset):
     def __del__(self):
         for fd in getattr(self, "_files", {}).values():
             os.close(fd)
+
+
+def read_meta(shard_dir: str | os.PathLike) -> list[dict]:
+    """Every sample's meta.json, in manifest order, without reading any image."""
+    shards = IndexedShards(shard_dir)
+    return [shards.meta(i) for i in range(len(shards))]
 
 
 def _index_tar(shard: int, path: Path) -> list:
@@ -110,11 +131,16 @@ def collate_samples(samples: list[dict], n_answers: Optional[int] = None) -> dic
 
 
 def make_eval_loader(dataset: torch.utils.data.Dataset, batch_size: int, num_workers: int = 0,
-                     pin_memory: bool = False) -> torch.utils.data.DataLoader:
+                     pin_memory: bool = False, shuffle_seed: Optional[int] = None,
+                     n_answers: Optional[int] = None) -> torch.utils.data.DataLoader:
     """Sequential, no shuffling, no dropped tail: every sample exactly once per pass, in order.
-    ``dataset``: :class:`IndexedShards` or any map-style dataset (or list) of its sample dicts; without
-    an ``n_answers`` attribute the vote width comes from the samples."""
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                       pin_memory=pin_memory and torch.cuda.is_available(),
-                                       collate_fn=functools.partial(collate_samples,
-                                                                    n_answers=getattr(dataset, "n_answers", None)))
+    With ``shuffle_seed`` (fine-tuning's training passes) the order is that seed's permutation and
+    a ragged tail is dropped: a batch of one breaks batch norm in train mode.
+    ``dataset``: :class:`IndexedShards` or any map-style dataset (or list) of its sample dicts;
+    ``n_answers``: the vote width, else the dataset's ``n_answers``, else from the samples."""
+    shuffled = shuffle_seed is not None
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffled, num_workers=num_workers,
+        generator=torch.Generator().manual_seed(shuffle_seed) if shuffled else None,
+        drop_last=shuffled and len(dataset) > batch_size, pin_memory=pin_memory and torch.cuda.is_available(),
+        collate_fn=functools.partial(collate_samples, n_answers=n_answers or getattr(dataset, "n_answers", None)))

@@ -6,8 +6,8 @@ batch, so the fraction holds in every batch. Images stay uint8 (float32 bands fr
 augmentation runs on the training device). Local shards are read by member offsets (``hybridssl.data.tars``), which
 avoids ``tarfile``'s per-header parsing; ``pipe:``/``http:`` shards go through webdataset's reader.
 
-Distribution. ``rank``/``world_size`` come from the arguments, else ``torch.distributed`` when
-initialised, else the ``RANK``/``WORLD_SIZE`` environment, else 0/1.
+Distribution. ``rank``/``world_size`` come from the arguments, else from the job
+(``hybridssl.distributed.rank_and_world_size``).
 
 - ``deterministic: false`` (training): every worker draws shards with replacement from the whole
   set (``webdataset.ResampledShards``), so any shard count works with any number of ranks.
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from itertools import count, islice
 from typing import Iterator, List, Optional
@@ -55,6 +54,7 @@ from hybridssl.schema import Schema, load_schema
 from hybridssl.data.samples import DECODERS, parse_sample, warm_decoder
 from hybridssl.data.shardsets import ShardSet, image_kind, open_shard_set
 from hybridssl.data.tars import tar_samples
+from hybridssl.distributed import derive_seed, rank_and_world_size
 from hybridssl.shards import MANIFEST, ShardError
 
 log = logging.getLogger(__name__)
@@ -105,20 +105,6 @@ class DataConfig:
 
 
 # -- shard sets -------------------------------------------------------------------------------
-def dist_info(rank: Optional[int] = None, world_size: Optional[int] = None) -> tuple[int, int]:
-    if rank is not None or world_size is not None:
-        if rank is None or world_size is None:
-            raise ValueError("pass both rank and world_size, or neither")
-        return int(rank), int(world_size)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
 class _SkipCounter:
     """webdataset handler: skip the failing sample or shard, count it, log the first few."""
 
@@ -290,16 +276,16 @@ class TrainStream(torch.utils.data.IterableDataset):
             mine = st.urls[r::R][worker::W]
             for p in count():  # one seeded pass over this worker's shards, then another if needed
                 n = 0
-                for n, sample in enumerate(read(wds.SimpleShardList(mine, seed=_seed(cfg.seed, epoch, r, worker, st.index, p, 0)),
-                                                _seed(cfg.seed, epoch, r, worker, st.index, p, 1)), 1):
+                for n, sample in enumerate(read(wds.SimpleShardList(mine, seed=derive_seed(cfg.seed, epoch, r, worker, st.index, p, 0)),
+                                                derive_seed(cfg.seed, epoch, r, worker, st.index, p, 1)), 1):
                     yield sample
                 if n == 0:
                     raise ShardError(f"no readable sample in shards {mine}")
         else:
             seeded = cfg.seed is not None
-            base = _seed(cfg.seed, epoch, r, worker, st.index) if seeded else 0
+            base = derive_seed(cfg.seed, epoch, r, worker, st.index) if seeded else 0
             shards = wds.ResampledShards(st.urls, seed=base, worker_seed=lambda: 0, deterministic=seeded)
-            yield from read(shards, _seed(base, 1) if seeded else None)
+            yield from read(shards, derive_seed(base, 1) if seeded else None)
 
 
 class TrainLoader(torch.utils.data.DataLoader):
@@ -334,7 +320,7 @@ class TrainLoader(torch.utils.data.DataLoader):
 def build_train_loader(cfg: DataConfig, schema: Schema | str, rank: Optional[int] = None,
                        world_size: Optional[int] = None) -> TrainLoader:
     """The training loader for this rank; ``len()`` is batches per rank per epoch."""
-    dataset = TrainStream(cfg, load_schema(schema), *dist_info(rank, world_size))
+    dataset = TrainStream(cfg, load_schema(schema), *rank_and_world_size(rank, world_size))
     warm_decoder(cfg.decode)
     kw = {}
     if cfg.num_workers > 0:

@@ -7,12 +7,10 @@ instead of running the backbone again.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from tqdm import tqdm
 
 from hybridssl import export
 from hybridssl.atomic import atomic_path
-from hybridssl.shards import MANIFEST, ShardError, decode_key, shard_paths, sha256_file
+from hybridssl.shards import MANIFEST, sha256_file
 
 
 @dataclass
@@ -30,22 +28,6 @@ class Features:
     ids: list[str]
     x: np.ndarray           # float32 (n, num_features), rows in ``ids`` order
     key: str                # the cache key (also the file stem)
-
-
-def read_meta(shard_dir: str | os.PathLike) -> list[dict]:
-    """Every sample's meta.json, in shard order, without decoding any image."""
-    metas = []
-    for path in shard_paths(shard_dir):
-        try:
-            with tarfile.open(path) as tar:
-                for member in tar:
-                    if member.name.endswith(".meta.json"):
-                        meta = json.loads(tar.extractfile(member).read())
-                        meta.setdefault("id_str", decode_key(member.name[:-len(".meta.json")]))
-                        metas.append(meta)
-        except (tarfile.TarError, OSError, json.JSONDecodeError) as e:
-            raise ShardError(f"{path}: cannot read sample metadata ({e}); run `hybridssl verify`") from e
-    return metas
 
 
 def backbone_hash(backbone_dir: str | os.PathLike) -> str:
@@ -103,19 +85,13 @@ def extract_features(backbone_dir: str | os.PathLike, shard_dir: str | os.PathLi
 def image_batches(shard_dir, batch_size: int, num_workers: int = 0, indices=None, shuffle_seed=None):
     """uint8 image batches (dicts with ``image`` and ``id_str``) of a shard set (or of the rows
     ``indices``), in order, or reshuffled each pass when ``shuffle_seed`` is given."""
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import Subset
 
-    from hybridssl.data import IndexedShards, collate_samples
+    from hybridssl.data import IndexedShards, make_eval_loader
 
     ds = IndexedShards(shard_dir)
-    collate = functools.partial(collate_samples, n_answers=ds.n_answers)
-    if indices is not None:
-        ds = Subset(ds, list(indices))
-    generator = None if shuffle_seed is None else torch.Generator().manual_seed(shuffle_seed)
-    # training passes drop a ragged tail: a batch of one breaks batch norm in train mode
-    return DataLoader(ds, batch_size=batch_size, shuffle=generator is not None, generator=generator,
-                      drop_last=generator is not None and len(ds) > batch_size,
-                      num_workers=num_workers, collate_fn=collate)
+    rows = ds if indices is None else Subset(ds, list(indices))
+    return make_eval_loader(rows, batch_size, num_workers, shuffle_seed=shuffle_seed, n_answers=ds.n_answers)
 
 
 def _digest(parts: list[str]) -> str:

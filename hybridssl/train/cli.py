@@ -4,9 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hybridssl.atomic import DiskWriteError
 from hybridssl.config import load_config, resolve_config_path, to_yaml
-from hybridssl.shards import ShardError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,14 +28,9 @@ def run(args) -> int:
     if args.print_config:
         print(to_yaml(cfg))
         return 0
-    from hybridssl.train.checkpoint import CheckpointError
     from hybridssl.train.run import pretrain
 
-    try:
-        final = pretrain(cfg)
-    except (CheckpointError, ShardError, DiskWriteError) as e:
-        print(f"hybridssl pretrain: error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, ValueError) else 1
+    final = pretrain(cfg)
     if final is None:
         print("hybridssl pretrain: interrupted; continue with resume=auto", file=sys.stderr)
         return 130

@@ -7,7 +7,7 @@ import torch
 from hybridssl.augment_bands import band_normalisation, two_views
 from hybridssl.config import to_dict
 from hybridssl.losses import campaign_losses, campaign_voted_galaxies, combine_losses, dirichlet_multinomial_nll
-from hybridssl.model import HybridModel, uses_byol, uses_votes
+from hybridssl.model import HybridModel, backbone_args, uses_byol, uses_votes
 from hybridssl.schema import Schema
 from hybridssl.train.config import PretrainConfig, resolve_images
 from hybridssl.train.optim import build_optimizer, build_scheduler, scaled_lr, target_momentum
@@ -113,7 +113,8 @@ class PretrainModule(pl.LightningModule):
         info = {"architecture": self.cfg.model.backbone, "num_features": self.model.num_features,
                 "in_chans": in_chans, "image_size": int(aug.crop_size),
                 "mean": [float(m) for m in mean], "std": [float(s) for s in std],
-                "schema": self.schema.name, "schema_hash": self.schema.hash, "mode": self.cfg.mode}
+                "schema": self.schema.name, "schema_hash": self.schema.hash, "mode": self.cfg.mode,
+                "model_args": backbone_args(self.cfg.model)}
         if self.bands is not None:  # float bands: how prepare normalised them (apply needs the same)
             info["bands"] = self.bands
         if uses_votes(self.cfg.mode):

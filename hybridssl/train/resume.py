@@ -15,6 +15,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from hybridssl.distributed import rank_and_world_size
+
 
 def rng_state() -> dict:
     """This process's RNG states in checkpoint-safe types (tensors, ints, floats, tuples)."""
@@ -66,6 +68,6 @@ class ExactResume(pl.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         states = state["rng"]
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        rank, _ = rank_and_world_size()
         # with another world size the run cannot be exact anyway; keep ranks on distinct streams
         self._rng_to_restore = states[rank] if rank < len(states) else None

@@ -17,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
@@ -29,6 +28,7 @@ from hybridssl.atomic import atomic_write_text
 from hybridssl.config import ConfigError, to_yaml
 from hybridssl.data import build_train_loader
 from hybridssl.locks import dir_lock
+from hybridssl.distributed import derive_seed, rank_and_world_size
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, CheckpointError, checkpoint_name,
                                         latest_checkpoint, load_checkpoint, step_checkpoints, tidy_checkpoints)
@@ -131,10 +131,6 @@ def newest_with_requeue(out: Path, step_checkpoint: Optional[Path]) -> Optional[
     return hpc if step_of(hpc) > step_of(step_checkpoint) else step_checkpoint
 
 
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] % 2**31)
-
-
 def weights_digest(module: torch.nn.Module) -> str:
     """sha256 of every trainable parameter: equal on all DDP ranks after any step."""
     h = hashlib.sha256()
@@ -160,7 +156,7 @@ def pretrain(cfg: PretrainConfig) -> Optional[Path]:
     """Train per ``cfg``; returns the final checkpoint (None when interrupted). Global rank 0
     holds out_dir's lock for the whole run: every rank shares out_dir, and torchrun/srun end
     the other ranks when rank 0 refuses."""
-    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    rank, _ = rank_and_world_size()
     with dir_lock(cfg.out_dir, "pretrain", enabled=rank == 0):
         return _pretrain_locked(cfg, rank)
 
@@ -190,7 +186,7 @@ def _pretrain_locked(cfg: PretrainConfig, rank: int) -> Optional[Path]:
     module = PretrainModule(cfg, schema, bands)
     if resume_from is not None:
         check_weight_shapes(resume_from, load_checkpoint(resume_from, mmap=True)["state_dict"], module)
-    torch.manual_seed(_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
+    torch.manual_seed(derive_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
     exact_resume.loader = build_train_loader(cfg.data, schema, rank=trainer.global_rank,
                                              world_size=trainer.world_size)
     trainer.fit(module, train_dataloaders=exact_resume.loader, ckpt_path=resume_from)

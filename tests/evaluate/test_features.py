@@ -4,7 +4,8 @@ import pytest
 from backbone_factory import write_export
 from factories import write_shards
 from hybridssl import export
-from hybridssl.evaluate.features import cache_key, extract_features, read_meta
+from hybridssl.data import read_meta
+from hybridssl.evaluate.features import cache_key, extract_features
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import pytest
 
 from backbone_factory import write_export
 from factories import write_shards
-from hybridssl.evaluate.features import read_meta
+from hybridssl.data import read_meta
 from hybridssl.evaluate.finetune import FinetuneConfig, finetune
 from hybridssl.finetune import module as ft
 

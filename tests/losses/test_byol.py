@@ -58,7 +58,7 @@ def test_mean_cosine_inverts_the_convention(pz):
 
 
 def tiny_byol_model() -> HybridModel:
-    cfg = ModelConfig(backbone="test_resnet", in_chans=3, channels_last=False, projection_hidden_dim=32,
+    cfg = ModelConfig(backbone="test_resnet", backbone_kwargs={}, in_chans=3, channels_last=False, projection_hidden_dim=32,
                       projection_dim=16, prediction_hidden_dim=32, head_dropout=0.0)
     return HybridModel(cfg, "byol", n_answers=3)
 

@@ -47,7 +47,7 @@ def test_momentum_schedule_counts_optimizer_steps(tiny_config, recorded, accumul
 
 def test_update_is_an_ema_of_backbone_and_projection_and_leaves_online_alone():
     torch.manual_seed(1)
-    cfg = ModelConfig(backbone="test_resnet", in_chans=3, channels_last=False, projection_hidden_dim=32,
+    cfg = ModelConfig(backbone="test_resnet", backbone_kwargs={}, in_chans=3, channels_last=False, projection_hidden_dim=32,
                       projection_dim=16, prediction_hidden_dim=32, head_dropout=0.0)
     m = HybridModel(cfg, "byol", n_answers=3)
     with torch.no_grad():
