@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.images import decode_image
-from hybridssl.shards import (MANIFEST, ShardError, decode_array, decode_key, decode_votes, manifest_in_chans,
+from hybridssl.shards import (MANIFEST, decode_array, decode_key, decode_votes, manifest_in_chans,
                               read_manifest, sha256_file, shard_entry_problem)
 
 _MAX_SAMPLE_PROBLEMS = 3  # per shard; the count says how many more
