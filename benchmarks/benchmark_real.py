@@ -8,7 +8,7 @@ compared at matched optimiser steps and at matched wall-clock.
 2. ``steps``: every mode and seed pretrained with the same ``trainer.max_steps``
    (configs/pretrain/demo.yaml plus --pretrain-args), exported as ``<mode>_seed<k>``;
 3. ``wallclock``: byol and supervised steps cost a different time than hybrid's, so each is
-   pretrained again with ``max_steps`` scaled by its measured rate (median ``train/samples_per_s``
+   pretrained again with ``max_steps`` scaled by its measured rate (median ``train/device/samples_per_sec``
    of the step runs' Lightning logs) over hybrid's, so every mode gets hybrid's wall-clock; hybrid and
    scratch are the step runs themselves. The rates and steps go to ``OUT/step_times.json``;
 4. both real tasks (configs/benchmark/real_rings.yaml, real_mergers.yaml) benchmarked per comparison
@@ -21,6 +21,7 @@ import argparse
 import json
 import shlex
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,7 @@ from hybridssl.train.config import PretrainConfig
 MODES = ("hybrid", "byol", "supervised", "scratch")
 TASKS = {"rings": "real_rings", "mergers": "real_mergers"}
 PRETRAIN_CONFIG = "demo"
+RATE = "train/device/samples_per_sec"  # hybridssl.train.throughput.StepThroughput
 
 
 def run(args: list[str]) -> None:
@@ -52,9 +54,9 @@ def pretrain_and_export(out: Path, name: str, overrides: list[str]) -> Path:
 def samples_per_s(run_dir: Path) -> float:
     """Median logged training rate of a run (all its Lightning CSV log versions)."""
     logs = [pd.read_csv(p) for p in sorted(run_dir.glob("logs/version_*/metrics.csv"))]
-    rates = pd.concat(logs)["train/samples_per_s"].dropna() if logs else pd.Series(dtype=float)
+    rates = pd.concat(logs)[RATE].dropna() if logs and all(RATE in d for d in logs) else pd.Series(dtype=float)
     if rates.empty:
-        raise SystemExit(f"benchmark_real: {run_dir} logged no train/samples_per_s; "
+        raise SystemExit(f"benchmark_real: {run_dir} logged no {RATE}; "
                          "lower trainer.log_every_n_steps below max_steps")
     return float(rates.median())
 
@@ -64,6 +66,9 @@ def main(argv=None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--pretrain-args", type=shlex.split, default=[], help="extra `hybridssl pretrain` overrides")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--wallclock-seeds", type=int, nargs="+", default=None,
+                   help="seeds of the matched wall-clock comparison (default: --seeds)")
+    p.add_argument("--parallel", type=int, default=1, help="pretraining runs at once (processes)")
     p.add_argument("--accelerator", default="cpu", help="trainer.accelerator of every pretraining run")
     p.add_argument("--device", default="cpu", help="device of the benchmark's feature extraction")
     p.add_argument("--image-size", type=int, default=64)
@@ -77,23 +82,23 @@ def main(argv=None) -> int:
     max_steps = load_config(PretrainConfig, resolve_config_path(PRETRAIN_CONFIG, "pretrain"),
                             common).trainer.max_steps
     exports = {"steps": {}, "wallclock": {}}
-    for seed in a.seeds:
-        for mode in MODES:
-            name = f"{mode}_seed{seed}"
-            exports["steps"][name] = pretrain_and_export(a.out, name, [f"mode={mode}", f"seed={seed}", *common])
+    with ThreadPoolExecutor(a.parallel) as pool:  # runs are separate processes: several share the cores
+        jobs = {f"{m}_seed{s}": [f"mode={m}", f"seed={s}", *common] for s in a.seeds for m in MODES}
+        exports["steps"] = dict(zip(jobs, pool.map(lambda j: pretrain_and_export(a.out, *j), jobs.items())))
     rates = {m: sum(samples_per_s(a.out / "runs" / f"{m}_seed{s}") for s in a.seeds) / len(a.seeds)
              for m in MODES if m != "scratch"}
     matched = {m: max(1, round(max_steps * rates[m] / rates["hybrid"])) for m in rates}
     (a.out / "step_times.json").write_text(json.dumps(
         {"max_steps": max_steps, "samples_per_s": rates, "wallclock_matched_steps": matched}, indent=1))
     print(f"benchmark_real: samples/s {rates} -> steps at hybrid's wall-clock {matched}")
-    for seed in a.seeds:
-        for mode in MODES:
-            name = f"{mode}_seed{seed}"
-            exports["wallclock"][name] = (exports["steps"][name] if mode in ("hybrid", "scratch") else
-                                          pretrain_and_export(a.out, f"wallclock_{name}", [
-                                              f"mode={mode}", f"seed={seed}", *common,
-                                              f"trainer.max_steps={matched[mode]}"]))
+    wall_seeds = a.seeds if a.wallclock_seeds is None else a.wallclock_seeds
+    with ThreadPoolExecutor(a.parallel) as pool:
+        jobs = {f"{m}_seed{s}": [f"mode={m}", f"seed={s}", *common, f"trainer.max_steps={matched[m]}"]
+                for s in wall_seeds for m in ("byol", "supervised")}
+        runs = dict(zip(jobs, pool.map(lambda j: pretrain_and_export(a.out, f"wallclock_{j[0]}", j[1]),
+                                       jobs.items())))
+    exports["wallclock"] = {n: runs.get(n, exports["steps"][n]) for s in wall_seeds for n in
+                            (f"{m}_seed{s}" for m in MODES)}  # hybrid and scratch: the step runs
     for comparison, backbones in exports.items():
         for task, config in TASKS.items():
             run(["benchmark", "--config", str(resolve_config_path(config, "benchmark")),

@@ -29,7 +29,8 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from benchmarks.real_data import prepare_all
 from benchmarks.transfer import BenchmarkConfig
 from hybridssl.config import load_config, resolve_config_path
-from hybridssl.evaluate.features import extract_features, read_meta
+from hybridssl.data import read_meta
+from hybridssl.evaluate.features import extract_features
 from hybridssl.evaluate.probes import linear_probe
 from hybridssl.evaluate.subsets import nested_subsets
 

@@ -17,7 +17,8 @@ import torch
 from omegaconf import MISSING
 
 from hybridssl import export
-from hybridssl.evaluate.features import eval_transform, image_batches, read_meta
+from hybridssl.data import read_meta
+from hybridssl.evaluate.features import eval_transform, image_batches
 
 # the benchmark trains for fixed epochs; the module's validation step serves `hybridssl finetune`
 warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no `val_dataloader`")

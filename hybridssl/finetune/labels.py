@@ -56,7 +56,7 @@ def training_loader(samples: torch.utils.data.Dataset, batch_size: int, num_work
 def _column(args, source, column: str) -> tuple[list, list[str], str]:
     """(values for every source row, ids, where they come from) of a meta.json field or catalog column."""
     if args.shards:
-        from hybridssl.evaluate.features import read_meta
+        from hybridssl.data import read_meta
 
         metas = read_meta(args.shards)
         if not any(column in m for m in metas):
