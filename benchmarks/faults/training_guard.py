@@ -42,7 +42,7 @@ def concurrent_pretrain(ctx: Ctx) -> list[Row]:
     still_running = first.poll() is None
     before, _ = load_steps(run)
     kill_group(first)
-    ok, detail = _one_line(second, "in use by another run", str(first.pid))
+    ok, detail = _one_line(second, "is in use by pretrain", str(first.pid))
     after, _ = load_steps(run)
     relaunch = ctx.cli("pretrain", *pretrain_args(ctx, run, max(after.values(), default=0) + 2), timeout=600)
     took_over = "stale lock" in relaunch.err and relaunch.rc == 0

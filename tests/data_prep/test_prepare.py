@@ -173,7 +173,7 @@ def test_every_bad_input_reported_by_row_and_valid_rows_written(tmp_path, capsys
 
 def test_no_valid_rows_and_bad_catalogs_exit_nonzero_without_traceback(tmp_path, capsys):
     pd.DataFrame({"id_str": ["a", "b"], "file_loc": ["gone1.jpg", "gone2.jpg"]}).to_csv(tmp_path / "c.csv", index=False)
-    assert prepare("--catalog", tmp_path / "c.csv", "--out", tmp_path / "o1", "--unlabelled") == 1
+    assert prepare("--catalog", tmp_path / "c.csv", "--out", tmp_path / "o1", "--unlabelled") == 2  # user error (hybridssl.cli.USER_ERROR)
     assert "no valid rows" in capsys.readouterr().err
     assert len(pd.read_csv(tmp_path / "o1" / "rejected.csv")) == 2
 
@@ -248,7 +248,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_complete_shards(tmp_path):
            "--workers", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     p = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_limit_file_size(12_000), env=env)
-    assert p.returncode == 1, p.stderr
+    assert p.returncode == 2, p.stderr  # the one exit code of errors the command names
     assert "could not write" in p.stderr and "shard-000001.tar" in p.stderr and "Traceback" not in p.stderr
     m = read_manifest(out)
     assert [s["name"] for s in m["shards"]] == ["shard-000000.tar"] and not m["complete"]
