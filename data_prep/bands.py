@@ -27,7 +27,7 @@ from collections import Counter
 
 import numpy as np
 
-from data_prep.images import ImageError, load_bands, resize_square
+from hybridssl.images import ImageError, load_bands, resize_square
 from hybridssl.shards import encode_array
 
 NPY_FORMAT = "npy"

@@ -28,9 +28,9 @@ from omegaconf import MISSING, OmegaConf
 from tqdm import tqdm
 
 from data_prep.bands import NPY_FORMAT, band_stats, prepare_bands
-from data_prep.catalog import CatalogError, CatalogRows, load_rows
+from hybridssl.catalog import CatalogError, CatalogRows, load_rows
 from data_prep.class_votes import load_class_map
-from data_prep.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
+from hybridssl.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
 from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.cli import user_error
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict

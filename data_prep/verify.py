@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.images import decode_image
+from hybridssl.images import decode_image
 from hybridssl.shards import (MANIFEST, decode_array, decode_key, decode_votes, manifest_in_chans,
                               read_manifest, sha256_file, shard_entry_problem)
 

@@ -34,7 +34,7 @@ def images_from_shards(shard_dir: str | os.PathLike, ids: list[str]) -> list[np.
 
 
 def images_from_files(paths: list[str]) -> list[np.ndarray]:
-    from data_prep.images import load_image
+    from hybridssl.images import load_image
     return [load_image(p) for p in paths]
 
 

@@ -22,7 +22,7 @@ class CatalogImages(torch.utils.data.Dataset):
 
     def __init__(self, catalog: str | os.PathLike, schema: Schema, image_size: int,
                  id_column: str = "id_str", path_column: str = "file_loc"):
-        from data_prep.catalog import find_vote_columns, load_rows, read_catalog
+        from hybridssl.catalog import find_vote_columns, load_rows, read_catalog
 
         columns = read_catalog(catalog, (id_column, path_column)).columns
         labelled = bool(find_vote_columns(columns, schema).mapping)
@@ -34,7 +34,7 @@ class CatalogImages(torch.utils.data.Dataset):
         return len(self.rows.ids)
 
     def __getitem__(self, i: int) -> dict:
-        from data_prep.images import load_image, resize_square
+        from hybridssl.images import load_image, resize_square
 
         img = resize_square(load_image(self.rows.paths[i]), self.image_size)
         votes = None if self.rows.votes is None else torch.from_numpy(self.rows.votes[i])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_prep.bands import band_stats, prepare_bands
-from data_prep.images import ImageError
+from hybridssl.images import ImageError
 
 
 def test_a_16_bit_grey_png_is_one_band_at_full_depth(tmp_path):

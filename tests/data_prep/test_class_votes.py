@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from testpaths import REPO
 
-from data_prep.catalog import CatalogError
+from hybridssl.catalog import CatalogError
 from data_prep.class_votes import load_class_map
 from hybridssl.cli import main
 from hybridssl.schema import load_schema

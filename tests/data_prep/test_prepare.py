@@ -16,7 +16,7 @@ from testpaths import FIXTURES
 from factories import fake_votes
 from PIL import Image
 
-from data_prep.images import decode_image
+from hybridssl.images import decode_image
 from hybridssl.cli import main
 from hybridssl.schema import load_schema
 from hybridssl.shards import decode_key, decode_votes, read_manifest, sha256_file

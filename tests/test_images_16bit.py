@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.images import ImageError, load_image, prepare_image, decode_image
+from hybridssl.images import ImageError, load_image, prepare_image, decode_image
 
 SIZE = 64
 
