@@ -9,7 +9,7 @@ import torch
 
 from benchmarks.faults.data import labelled_shards
 from benchmarks.faults.harness import Ctx, Row
-from benchmarks.faults.training import pretrain_args, trained_run
+from benchmarks.faults.training import exported_run, pretrain_args, trained_run
 from benchmarks.faults.training_guard import _one_line
 
 RANGE_CASES = [("model.head_dropout=1.0", "[0, 1)"), ("optim.base_lr=-0.001", "(0, inf)"),
@@ -25,7 +25,7 @@ def out_of_range(ctx: Ctx) -> list[Row]:
         p = ctx.cli("pretrain", *pretrain_args(ctx, run, 2, None, override), timeout=300)
         ok, detail = _one_line(p, override.split("=")[0], interval)
         rows.append(Row(f"config out of range: {override}", 1, int(ok), 0, detail, seconds=p.seconds))
-    export = _export(ctx)
+    export = exported_run(ctx)
     p = ctx.cli("embed", "--model", export, "--shards", labelled_shards(ctx), "--batch-size", "0",
                 "--out", ctx.work / "apply" / "zero.parquet", timeout=300)
     ok, detail = _one_line(p, "--batch-size", ">= 1")
@@ -57,20 +57,11 @@ def out_is_a_file(ctx: Ctx) -> list[Row]:
     return rows
 
 
-def _export(ctx: Ctx):
-    def make():
-        out = ctx.work / "export" / "guard"
-        p = ctx.cli("export", trained_run(ctx), "--out", out, timeout=300)
-        if p.rc != 0:
-            raise RuntimeError(f"export failed: {p.tail()}")
-        return out
-    return ctx.cached("guard-export", make)
-
 
 def _tamper(ctx: Ctx, name: str, edit) -> object:
     copy = ctx.work / "export" / f"tampered-{name}"
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(_export(ctx), copy)
+    shutil.copytree(exported_run(ctx), copy)
     edit(copy)
     return copy
 

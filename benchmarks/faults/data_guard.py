@@ -15,7 +15,7 @@ import pandas as pd
 
 from benchmarks.faults.data import IMAGE_SIZE, labelled_catalog, labelled_shards, prepare_args
 from benchmarks.faults.harness import Ctx, Row, kill_group, rejected_text, save_catalog, says_disk_full, shard_ids
-from benchmarks.faults.training import trained_run
+from benchmarks.faults.training import exported_run
 from hybridssl.locks import LOCK_FILE
 
 
@@ -182,20 +182,11 @@ def keep_columns(ctx: Ctx) -> list[Row]:
 
 
 # -- manifests that readers must not trust ----------------------------------------------------
-def _exported(ctx: Ctx):
-    def make():
-        out = ctx.work / "export" / "guard"
-        p = ctx.cli("export", trained_run(ctx), "--out", out, timeout=300)
-        if p.rc != 0:
-            raise RuntimeError(f"export failed: {p.tail()}")
-        return out
-    return ctx.cached("export-guard", make)
-
 
 def tampered_manifests(ctx: Ctx) -> list[Row]:
     """A manifest naming a shard outside the set, one shard listed twice, a shard copied under
     another name: `embed` and `predict` refuse each with one line."""
-    src, model = labelled_shards(ctx), _exported(ctx)
+    src, model = labelled_shards(ctx), exported_run(ctx)
     rows = []
     for name in ("shard outside the folder", "same shard listed twice", "shard copied under another name"):
         bad = ctx.work / "guard" / "manifests" / name.replace(" ", "-")

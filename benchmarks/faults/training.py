@@ -105,6 +105,17 @@ def trained_run(ctx: Ctx, copy_to: Path | None = None) -> Path:
     return copy_to
 
 
+def exported_run(ctx: Ctx) -> Path:
+    """``hybridssl export`` of :func:`trained_run` (made once)."""
+    def make():
+        out = ctx.work / "export" / "guard"
+        p = ctx.cli("export", trained_run(ctx), "--out", out, timeout=300)
+        if p.rc != 0:
+            raise RuntimeError(f"export failed: {p.tail()}")
+        return out
+    return ctx.cached("guard-export", make)
+
+
 def _wait_for_checkpoint(p, run: Path, limit: float) -> None:
     t0 = time.monotonic()
     while p.poll() is None and not checkpoints(run) and time.monotonic() - t0 < limit:
