@@ -45,12 +45,7 @@ mkdir -p "$A"
 "$PY" -c "import pandas as pd, sys; d = pd.read_csv(sys.argv[1], dtype=str); \
 d[(d.merger == '1') & (d.split == 'train')].head(10)[['id_str']].to_csv(sys.argv[2], index=False)" \
   "$OUT/data/mergers.csv" "$A/flagged.csv"
-"$HSSL" similar --embeddings "$A/mergers_embeddings.parquet" --query "$(sed -n 2p "$A/flagged.csv")" --k 15 \
-  --out "$A/similar.csv" --montage "$A/similar.png"
-"$HSSL" anomalies --embeddings "$A/mergers_embeddings.parquet" --labelled-interesting "$A/flagged.csv" \
-  --report-column merger --top 24 --out "$A/anomalies.csv" --montage "$A/anomalies.png"
-# next labels: the GZ2-challenge galaxies volunteers should see first
-"$HSSL" acquire --model "$M" --shards "$S/gz2_pool" --n 100 --mc-samples 10 \
-  --out "$A/acquire.csv" --montage "$A/acquire.png"
+# similar galaxies, anomalies from the flagged ones, next labels from the GZ2-challenge pool
+find_more "$A/mergers_embeddings.parquet" merger "$S/gz2_pool"
 
 printf '\ndemo finished in %d s\n' $(( $(date +%s) - start ))

@@ -56,11 +56,7 @@ mkdir -p "$A"
 # a user who has flagged ten ringed galaxies: find more like them, and look at the first one's neighbours
 "$PY" -c "import pandas as pd, sys; d = pd.read_parquet(sys.argv[1]); \
 d[d.true_ring == 1].head(10)[['id_str']].to_csv(sys.argv[2], index=False)" "$OUT/data/heldout.parquet" "$A/flagged.csv"
-"$HSSL" similar --embeddings "$A/heldout_embeddings.parquet" --query "$(sed -n 2p "$A/flagged.csv")" --k 15 \
-  --out "$A/similar.csv" --montage "$A/similar.png"
-"$HSSL" anomalies --embeddings "$A/heldout_embeddings.parquet" --labelled-interesting "$A/flagged.csv" \
-  --report-column true_ring --top 24 --out "$A/anomalies.csv" --montage "$A/anomalies.png"
-"$HSSL" acquire --model "$M" --shards "$OUT/shards/unlabelled" --n 100 --mc-samples 10 \
-  --out "$A/acquire.csv" --montage "$A/acquire.png"
+# similar galaxies, anomalies from the flagged ones, and next labels
+find_more "$A/heldout_embeddings.parquet" true_ring "$OUT/shards/unlabelled"
 
 printf '\ndemo finished in %d s\n' $(( $(date +%s) - start ))
