@@ -11,7 +11,7 @@ rows for tiny runs) and prepares, with the normal ``hybridssl prepare``:
 - ``OUT/shards/rings``, ``OUT/shards/mergers``: the downstream tasks (label + ``split`` in meta);
   the merger-task galaxies are in neither pretraining set.
 
-Used by benchmarks/demo.sh, benchmarks/benchmark_real.sh and benchmarks/real_sweep.py.
+Used by benchmarks/demo.sh, benchmarks/benchmark_real.py and benchmarks/real_sweep.py.
 """
 from __future__ import annotations
 
