@@ -18,7 +18,7 @@ step "1/5 real galaxies -> WebDataset shards at ${SIZE}px (GZ1 classes as pseudo
 
 # Two single-thread runs at once finish the three modes ~25% sooner than one after another on
 # two threads (small model, 64 px: a second thread helps one run little). DEMO_LANES=1: in turn.
-LANES=${DEMO_LANES:-2}
+LANES=${DEMO_LANES:-2}; (( LANES <= 2 )) || LANES=2  # two lanes below: hybrid+scratch, supervised+byol
 THREADS=$(( $(nproc) / LANES )); (( THREADS >= 1 )) || THREADS=1
 mkdir -p "$OUT/logs"
 pretrain() {  # MODE: one run; its log goes to $OUT/logs, its last lines to the screen if it fails
