@@ -10,7 +10,6 @@
 # Env: MODES ("hybrid supervised byol"), EPOCHS, CURVE, ACCEL (cpu|gpu), LANES, LIMIT (rows per catalog: tiny rehearsals),
 #      MAX_STEPS (overrides the epoch count: tiny rehearsals), PRETRAIN_ARGS, BENCH_ARGS.
 set -euo pipefail
-shopt -s nullglob
 cd "$(dirname "$0")/.."
 OUT=${OUT:-longrun}; EPOCHS=${EPOCHS:-10}; CURVE=${CURVE:-5}; ACCEL=${ACCEL:-cpu}; LANES=${LANES:-2}
 read -r -a MODES <<< "${MODES:-hybrid supervised byol}"
@@ -30,7 +29,7 @@ read -r GALAXIES BATCH < <($PY - "$S" <<'PY'
 import json, sys
 from hybridssl.config import load_config, resolve_config_path
 from hybridssl.train.config import PretrainConfig
-n = sum(json.load(open(f"{sys.argv[1]}/{s}/manifest.json"))["num_samples"] for s in ("gz1", "gz2_pool"))
+n = sum(json.load(open(f"{sys.argv[1]}/{s}/manifest.json"))["n_samples"] for s in ("gz1", "gz2_pool"))
 cfg = load_config(PretrainConfig, resolve_config_path("real_long", "pretrain"), ["data.labelled=[x]"])
 print(n, cfg.data.batch_size)
 PY
@@ -59,16 +58,21 @@ $PY -m hybridssl.cli pretrain --config real_long mode=scratch out_dir="$OUT/runs
   "data.labelled=[$S/gz1]" "data.unlabelled=[$S/gz2_pool,$S/gz1]" trainer.accelerator=cpu \
   > "$OUT/logs/pretrain_scratch.log" 2>&1
 
-export_once() {  # CKPT_OR_RUN DEST
-  [ -f "$2/model.safetensors" ] || $PY -m hybridssl.cli export "$1" --out "$2" >> "$OUT/logs/export.log" 2>&1
-}
-ALL=(); for d in "$OUT"/runs/*; do ALL+=("$(basename "$d")"); done
-for mode in "${ALL[@]}"; do export_once "$OUT/runs/$mode" "$OUT/export/$mode"; done
-for mode in "${ALL[@]}"; do
-  for ckpt in "$OUT/runs/$mode"/checkpoints/step*.ckpt; do
-    export_once "$ckpt" "$OUT/curve/$mode/$(basename "$ckpt" .ckpt)"
-  done
-done
+# every run's final export, and one per kept checkpoint for the curve; one process, finished ones kept
+$PY - "$OUT" >> "$OUT/logs/export.log" 2>&1 <<'PY'
+import sys
+from pathlib import Path
+from hybridssl.export import export_checkpoint
+out = Path(sys.argv[1])
+for run in sorted((out / "runs").iterdir()):
+    jobs = [(run, out / "export" / run.name)]
+    if run.name != "scratch":
+        jobs += [(c, out / "curve" / run.name / c.stem) for c in sorted((run / "checkpoints").glob("step*.ckpt"))]
+    for src, dest in jobs:
+        if not (dest / "model.safetensors").is_file():
+            info = export_checkpoint(src, dest)
+            print(f"exported {src} (step {info['checkpoint']['global_step']}) -> {dest}", flush=True)
+PY
 tick "exported"
 
 BACKBONES=(); for d in "$OUT"/export/*; do BACKBONES+=("backbones.$(basename "$d")=$d"); done
