@@ -6,10 +6,12 @@
 The pools come from other catalogs than the tasks (SDSS objids, Galaxy Zoo 2 challenge
 GalaxyIDs, IAU names), with other crops and, for the rings, another survey, so ids cannot be
 compared. Each image becomes a *fingerprint*: its greyscale centre cropped to each fraction of
-``CROPS``, box-resampled to ``THUMB`` x ``THUMB`` px, band-passed (a narrow minus a wide Gaussian
-blur, so the shared smooth blob of every centred galaxy does not count; what is left is shape,
-orientation, neighbours and field stars) and normalised. A task image and a pool image score the
-highest correlation over relative crop scales (either image cropped). Smooth galaxies still
+``CROPS``, box-resampled to ``THUMB`` x ``THUMB`` px, band-passed in each band of ``BANDS`` (a
+narrow minus a wide Gaussian blur, so the shared smooth blob of every centred galaxy does not
+count; what is left is shape, orientation, knots, neighbours and field stars), each band
+normalised, the bands side by side (a correlation is then the mean of the bands'). A task image
+and a pool image score the highest correlation over relative crop scales (either image
+cropped). Smooth galaxies still
 look alike to many pool galaxies, so a pair counts when its score is high *and* stands out
 from the task image's other pool matches: ``score + gap >= MIN_SCORE_PLUS_GAP``, ``gap`` being
 the score minus the task image's ``KTH``-best pool score (so up to ``KTH - 1`` copies of one
@@ -35,11 +37,11 @@ RECORD = HERE / "overlaps.csv"
 RECORD_COLUMNS = ["task", "task_id", "task_file", "pool", "pool_id", "pool_file", "score", "gap"]
 
 THUMB = 24                           # fingerprint side, px
-CROPS = np.geomspace(1.0, 0.5, 10)   # centre fractions: relative scales 0.5..2 in ~8 % steps
-BLUR = (0.7, 3.0)                    # band-pass: Gaussian sigmas (thumbnail px) subtracted
+CROPS = np.geomspace(1.0, 0.5, 16)   # centre fractions: relative scales 0.5..2 in ~5 % steps
+BANDS = ((0.5, 2.0), (1.0, 4.0))     # band-passes: (narrow, wide) Gaussian sigmas, thumbnail px
 KTH = 5
-MIN_SCORE_PLUS_GAP = 1.05            # between verified duplicates and look-alikes, see the README
-CHUNK = 1024                         # images decoded at a time (memory)
+MIN_SCORE_PLUS_GAP = 1.025           # between verified duplicates and look-alikes, see the README
+CHUNK = 1024                         # pool images fingerprinted at a time (memory)
 
 
 def _gaussian_rows(n: int, sigma: float) -> np.ndarray:
@@ -59,9 +61,10 @@ def _box_resample(width: int, fraction: float) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def _operators(width: int) -> np.ndarray:
-    """(len(CROPS), THUMB, width): crop + resample + band-pass along one axis of a square image."""
-    band = _gaussian_rows(THUMB, BLUR[0]) - _gaussian_rows(THUMB, BLUR[1])
-    return np.stack([band @ _box_resample(width, f) for f in CROPS]).astype(np.float32)
+    """(len(CROPS) * len(BANDS), THUMB, width): crop + resample + band-pass along one axis of a
+    square image, crop-major."""
+    bands = [_gaussian_rows(THUMB, narrow) - _gaussian_rows(THUMB, wide) for narrow, wide in BANDS]
+    return np.stack([b @ _box_resample(width, f) for f in CROPS for b in bands]).astype(np.float32)
 
 
 def _grey(path: Path) -> np.ndarray:
@@ -74,20 +77,18 @@ def _grey(path: Path) -> np.ndarray:
 
 
 def fingerprints(paths: list[Path]) -> np.ndarray:
-    """(n, len(CROPS), THUMB**2) float32, each row zero-mean and unit-length."""
-    out = np.empty((len(paths), len(CROPS), THUMB * THUMB), np.float32)
-    for start in range(0, len(paths), CHUNK):
-        greys = [_grey(p) for p in paths[start:start + CHUNK]]
-        for width in {g.shape[0] for g in greys}:
-            rows = [i for i, g in enumerate(greys) if g.shape[0] == width]
-            ops = _operators(width)
-            stack = np.stack([greys[i] for i in rows])
-            for c, op in enumerate(ops):  # op @ image @ op.T, as two 2-D products over every image
-                half = (stack.reshape(-1, width) @ op.T).reshape(len(rows), width, THUMB).transpose(0, 2, 1)
-                out[start + np.asarray(rows), c] = (half.reshape(-1, width) @ op.T).reshape(len(rows), -1)
+    """(n, len(CROPS), len(BANDS) * THUMB**2) float32, each row unit-length."""
+    greys = [_grey(p) for p in paths]
+    out = np.empty((len(paths), len(CROPS) * len(BANDS), THUMB * THUMB), np.float32)
+    for width in {g.shape[0] for g in greys}:
+        rows = np.asarray([i for i, g in enumerate(greys) if g.shape[0] == width])
+        stack = np.stack([greys[i] for i in rows])
+        for c, op in enumerate(_operators(width)):  # op @ image @ op.T, as two 2-D products over every image
+            half = (stack.reshape(-1, width) @ op.T).reshape(len(rows), width, THUMB).transpose(0, 2, 1)
+            out[rows, c] = (half.reshape(-1, width) @ op.T).reshape(len(rows), -1)
     out -= out.mean(-1, keepdims=True)
-    out /= np.linalg.norm(out, axis=-1, keepdims=True) + 1e-6
-    return out
+    out /= np.linalg.norm(out, axis=-1, keepdims=True) * np.sqrt(len(BANDS)) + 1e-6
+    return out.reshape(len(paths), len(CROPS), -1)
 
 
 def scores(task: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -97,6 +98,12 @@ def scores(task: np.ndarray, pool: np.ndarray) -> np.ndarray:
         np.maximum(best, task[:, c] @ pool[:, 0].T, out=best)
         np.maximum(best, task[:, 0] @ pool[:, c].T, out=best)
     return best
+
+
+def pool_scores(task_prints: np.ndarray, pool_paths: list[Path]) -> np.ndarray:
+    """:func:`scores` against a pool fingerprinted ``CHUNK`` images at a time (memory)."""
+    return np.concatenate([scores(task_prints, fingerprints(pool_paths[i:i + CHUNK]))
+                           for i in range(0, len(pool_paths), CHUNK)], axis=1)
 
 
 def overlapping_pairs(score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,7 +134,7 @@ def find_overlaps(tasks: dict[str, pd.DataFrame], pools: dict[str, pd.DataFrame]
     task_prints = fingerprints(list(task.path))
     rows = []
     for pname, pdf in pools.items():  # every task at once: a pool galaxy found for one task leaves the gap of all
-        score = scores(task_prints, fingerprints(list(pdf.path)))
+        score = pool_scores(task_prints, list(pdf.path))
         for t, p, gap in zip(*overlapping_pairs(score)):
             rows.append((task.task[t], task.id_str[t], task.file_loc[t], pname, pdf.id_str.iloc[p],
                          pdf.file_loc.iloc[p], round(float(score[t, p]), 4), round(float(gap), 4)))

@@ -4,8 +4,8 @@ Ids cannot show this (SDSS objids, GZ2-challenge GalaxyIDs and IAU names are dif
 so these tests compare pixels with data_prep.galaxies.overlaps.
 """
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 from PIL import Image
 
 from data_prep.galaxies import overlaps as ov
@@ -20,21 +20,26 @@ def pairs(df: pd.DataFrame) -> set:
     return set(zip(df.task, df.task_id.astype(str), df.pool, df.pool_id.astype(str)))
 
 
-def test_no_task_galaxy_is_in_a_shipped_pretraining_pool(capsys):
-    assert ov.main([]) == 0, capsys.readouterr().out
-
-
-def test_the_removed_galaxies_are_found_again_when_put_back_in_their_pools():
+def test_the_shipped_pools_hold_no_task_galaxy_and_the_removed_ones_are_found_when_put_back():
+    """One scan of every task image against each pool with its removed galaxies put back: the
+    shipped rows alone give no pair, and all rows give exactly the recorded pairs (the three
+    known ones among them), so putting any back would fail the first assertion."""
     removed = pd.read_csv(ov.RECORD, dtype=str)
-    pools = {}
+    task = pd.concat([ov.read_catalog(rel).assign(task=name) for name, rel in ov.TASKS.items()], ignore_index=True)
+    task_prints = ov.fingerprints(list(task.path))
+    found = set()
     for name, rel in ov.POOLS.items():
-        back = removed[removed.pool == name].rename(columns={"pool_id": "id_str", "pool_file": "file_loc"})
-        folder = ov.HERE / rel.split("/")[0]
-        back = back[["id_str", "file_loc"]].assign(path=[folder / f for f in back.file_loc])
-        pools[name] = pd.concat([ov.read_catalog(rel), back], ignore_index=True)
-    found = ov.find_overlaps({n: ov.read_catalog(r) for n, r in ov.TASKS.items()}, pools)
-    assert KNOWN <= pairs(found)
-    assert pairs(found) == pairs(removed)
+        shipped = ov.read_catalog(rel)
+        back = removed[removed.pool == name]
+        paths = list(shipped.path) + [ov.HERE / rel.split("/")[0] / f for f in back.pool_file]
+        score = ov.pool_scores(task_prints, paths)
+        t, _, _ = ov.overlapping_pairs(score[:, :len(shipped)])
+        assert not len(t), f"{name} holds task galaxies {sorted(set(task.id_str[t]))}"
+        ids = list(shipped.id_str) + list(back.pool_id)
+        t, p, _ = ov.overlapping_pairs(score)
+        found |= {(task.task[i], task.id_str[i], name, ids[j]) for i, j in zip(t, p)}
+    assert KNOWN <= found
+    assert found == pairs(removed)
 
 
 def test_a_recropped_copy_is_found_among_look_alikes(tmp_path):
@@ -48,6 +53,15 @@ def test_a_recropped_copy_is_found_among_look_alikes(tmp_path):
                      ignore_index=True)
     found = ov.find_overlaps({"mergers": task}, {"pool": pool})
     assert pairs(found) == {("mergers", task.id_str.iloc[0], "pool", "copy")}
+
+
+def test_the_check_exits_1_listing_the_pairs_while_any_remain(monkeypatch, capsys):
+    row = pd.DataFrame([("mergers", "1", "images/1.jpg", "gz2_kaggle", "2", "images/2.jpg", 0.99, 0.2)],
+                       columns=ov.RECORD_COLUMNS)
+    monkeypatch.setattr(ov, "shipped_overlaps", lambda: row)
+    assert ov.main([]) == 1 and "gz2_kaggle" in capsys.readouterr().out
+    monkeypatch.setattr(ov, "shipped_overlaps", lambda: row.iloc[:0])
+    assert ov.main([]) == 0 and "no task galaxy" in capsys.readouterr().out
 
 
 def test_a_pool_too_small_for_the_gap_is_refused():
