@@ -122,7 +122,8 @@ def test_prepare_gives_gz1_edge_on_or_unclear_galaxies_featured_votes_only(tmp_p
     assert votes["edge-on"][SCHEMA.column_index[FEATURED]] == n > 0
     assert not votes["edge-on"][edge_on].any()
     assert np.count_nonzero(votes["edge-on"]) == 1
-    assert votes["spiral-clockwise"][SCHEMA.column_index["disk-edge-on-gz2_no"]] == n  # a clear spiral still says face-on
+    # a clear spiral still says face-on
+    assert votes["spiral-clockwise"][SCHEMA.column_index["disk-edge-on-gz2_no"]] == n
 
 
 def test_prepare_with_an_unmapped_value_fails_with_one_line_naming_it(tmp_path, capsys):

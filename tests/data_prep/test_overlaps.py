@@ -49,8 +49,8 @@ def test_a_recropped_copy_is_found_among_look_alikes(tmp_path):
     pool = ov.read_catalog(ov.POOLS["gz2_kaggle"]).head(200)
     with Image.open(task.path.iloc[0]) as im:
         im.crop((10, 10, 86, 86)).resize((96, 96), Image.BICUBIC).save(tmp_path / "copy.jpg", quality=85)
-    pool = pd.concat([pool, pd.DataFrame({"id_str": ["copy"], "file_loc": ["copy.jpg"], "path": [tmp_path / "copy.jpg"]})],
-                     ignore_index=True)
+    copy = pd.DataFrame({"id_str": ["copy"], "file_loc": ["copy.jpg"], "path": [tmp_path / "copy.jpg"]})
+    pool = pd.concat([pool, copy], ignore_index=True)
     found = ov.find_overlaps({"mergers": task}, {"pool": pool})
     assert pairs(found) == {("mergers", task.id_str.iloc[0], "pool", "copy")}
 
