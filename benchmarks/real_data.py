@@ -9,7 +9,7 @@ rows for tiny runs) and prepares, with the normal ``hybridssl prepare``:
   ``gz1_to_gz2``); pretraining reads them as the labelled stream and again as unlabelled images;
 - ``OUT/shards/gz2_pool``: the GZ2-challenge galaxies, unlabelled;
 - ``OUT/shards/rings``, ``OUT/shards/mergers``: the downstream tasks (label + ``split`` in meta);
-  the merger-task galaxies are in neither pretraining set.
+  no task galaxy is in either pretraining set (checked by image: data_prep/galaxies/overlaps.py).
 
 Used by benchmarks/demo.sh, benchmarks/benchmark_real.py and benchmarks/real_sweep.py.
 """

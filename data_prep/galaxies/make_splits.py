@@ -8,7 +8,8 @@
   (ellipticals, spirals, edge-ons; never "don't know"), ``merger`` 1/0, ``split`` train / test
   (100 test), stratified by ``merger``. These galaxies are kept out of pretraining entirely.
 - ``sdss_gz1/pretrain.csv``: every other GZ1 galaxy with its class, for pretraining (labelled
-  through configs/class_votes/gz1_to_gz2.yaml, and unlabelled).
+  through configs/class_votes/gz1_to_gz2.yaml, and unlabelled), less the pool galaxies that
+  ``overlaps.csv`` records as showing a downstream-task galaxy (data_prep.galaxies.overlaps).
 """
 from __future__ import annotations
 
@@ -34,14 +35,17 @@ def rings() -> pd.DataFrame:
 
 
 def gz1_tasks() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(merger task, pretraining rows): disjoint, together every GZ1 galaxy."""
+    """(merger task, pretraining rows): disjoint, together every GZ1 galaxy but those that
+    overlaps.csv removed from pretraining (the same galaxy as a task galaxy, found by image)."""
     gz1 = pd.read_csv(HERE / "sdss_gz1/catalog.csv", dtype=str)
     mergers = gz1[gz1.gz1_class_name == "merger"]
     others = gz1[~gz1.gz1_class_name.isin(["merger", "dont-know"])]
     picked = others.sample(n=NON_MERGERS_PER_MERGER * len(mergers), random_state=SEED)
     task = pd.concat([mergers, picked]).sort_index()
     task = _with_split(task.assign(merger=(task.gz1_class_name == "merger").astype(int)), "merger")
-    return task, gz1.drop(task.index)
+    overlaps = pd.read_csv(HERE / "overlaps.csv", dtype=str)
+    pretrain = gz1.drop(task.index)
+    return task, pretrain[~pretrain.id_str.isin(overlaps.pool_id[overlaps.pool == "gz1_pretrain"])]
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def votes_of(class_value: str, name="gz1_to_gz2") -> dict[str, float]:
     ("elliptical", ["smooth-or-featured-gz2_smooth"]),
     ("spiral-clockwise", [FEATURED, "disk-edge-on-gz2_no", "has-spiral-arms-gz2_yes"]),
     ("spiral-anticlockwise", [FEATURED, "disk-edge-on-gz2_no", "has-spiral-arms-gz2_yes"]),
-    ("edge-on", [FEATURED, "disk-edge-on-gz2_yes"]),
+    ("edge-on", [FEATURED]),  # GZ1's "edge-on or unclear direction": featured, nothing about edge-on
     ("merger", ["something-odd-gz2_yes"]),
     ("dont-know", []),
 ])
@@ -106,6 +106,24 @@ def test_prepare_shards_a_class_catalog_as_pseudo_votes(tmp_path, capsys):
         expected = votes_of(ids[id_str])
         assert {SCHEMA.label_cols[i]: float(votes[i]) for i in np.flatnonzero(votes)} == expected
         assert meta["campaign"] == "gz2"
+
+
+def test_prepare_gives_gz1_edge_on_or_unclear_galaxies_featured_votes_only(tmp_path, capsys):
+    """GZ1's fourth class also held face-on spirals of unclear winding, so its shards must not
+    claim "edge-on": featured-or-disk gets the pseudo-votes, every edge-on answer gets none."""
+    catalog, out = gz1_catalog(tmp_path, ["edge-on", "spiral-clockwise"]), tmp_path / "shards"
+    rc = main(["prepare", "--catalog", catalog, "--out", str(out), "--class-column", "gz1_class_name",
+               "--class-votes", "gz1_to_gz2", "--image-size", "32", "--workers", "1"])
+    assert rc == 0, capsys.readouterr().err
+    n = read_manifest(out)["pseudo_votes"]
+    classes = pd.read_csv(catalog, dtype=str).set_index("id_str").gz1_class_name
+    edge_on = [SCHEMA.column_index[c] for c in ("disk-edge-on-gz2_yes", "disk-edge-on-gz2_no")]
+    votes = {classes[i]: decode_votes(s["votes.npy"]) for i, s in read_samples(out).items()}
+    assert votes["edge-on"][SCHEMA.column_index[FEATURED]] == n > 0
+    assert not votes["edge-on"][edge_on].any()
+    assert np.count_nonzero(votes["edge-on"]) == 1
+    # a clear spiral still says face-on
+    assert votes["spiral-clockwise"][SCHEMA.column_index["disk-edge-on-gz2_no"]] == n
 
 
 def test_prepare_with_an_unmapped_value_fails_with_one_line_naming_it(tmp_path, capsys):
