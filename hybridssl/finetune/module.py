@@ -131,7 +131,9 @@ class FinetuneModule(pl.LightningModule):
             return F.cross_entropy(out, target, weight=self.class_weights)
         if self.task == "regression":
             return F.mse_loss(out[:, 0], (target.float() - self.target_mean) / self.target_std)
-        return dirichlet_multinomial_loss(out, target, self.schema)
+        # counts were checked when read (prepare, the catalog reader); non-finite concentrations of a
+        # diverging run make a NaN loss, which FiniteGuard reports, as in pretraining
+        return dirichlet_multinomial_loss(out, target, self.schema, validate=False)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # each batch's augmentation and dropout from its own seed (the sampler reshuffles per epoch likewise):
