@@ -98,5 +98,6 @@ def _run_locked(args, cfg, out: Path) -> int:
         return 130
     s = info["finetune"]
     print(f"finetune: {s['task']} on {s['n_train']} rows ({s['n_val']} validation), {s['epochs_run']} epochs, "
-          f"best validation loss {s['best_val_loss']:.4g} (epoch {s['best_epoch']}) -> {out}")
+          f"best validation loss {s['best_val_loss']:.4g} (epoch {s['best_epoch']})"
+          + (f", ROC AUC {s['val_auc']:.3f}, accuracy {s['val_accuracy']:.3f}" if "val_auc" in s else "") + f" -> {out}")
     return 0

@@ -187,11 +187,12 @@ def test_a_held_folder_is_refused_with_one_line(data, tmp_path, capsys):
     assert finetune(data, out, "--label-column", "ring", "epochs=1") == 0  # free again: it runs
 
 
-def test_classification_reports_validation_auc_and_accuracy(data, tmp_path):
+def test_classification_reports_validation_auc_and_accuracy(data, tmp_path, capsys):
     out = tmp_path / "ft"
     assert finetune(data, out, "--label-column", "ring", "epochs=1") == 0
     summary = info(out)["finetune"]
     assert 0 <= summary["val_auc"] <= 1 and 0 <= summary["val_accuracy"] <= 1
+    assert f"ROC AUC {summary['val_auc']:.3f}, accuracy {summary['val_accuracy']:.3f}" in capsys.readouterr().out
     assert {"val/auc", "val/accuracy"} <= set(pd.read_csv(next((out / "logs").rglob("metrics.csv"))).columns)
 
 
