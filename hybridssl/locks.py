@@ -1,4 +1,4 @@
-"""One writer per output directory: ``with dir_lock(out, "prepare"): ...`` (prepare, pretrain).
+"""One writer per output directory: ``with dir_lock(out, "prepare"): ...`` (prepare, pretrain, finetune).
 
 The lock is ``.hybridssl.lock`` in the directory, held with ``flock`` while the command runs
 and naming its host, pid and command, so a second run refuses with one line saying who holds

@@ -1,5 +1,6 @@
 """Faults that guard a run directory (issue 15): two runs on one out_dir, a config changed between
-kill and resume, a diverging run, temp files a kill leaves, a frozen (SIGSTOP) DDP rank."""
+kill and resume, a diverging run, temp files a kill leaves, a frozen (SIGSTOP) DDP rank; finetune's
+divergence guard and writer lock (issue 24)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.faults.data import labelled_shards
 from benchmarks.faults.harness import Ctx, Row, kill_group, torchrun_cmd
-from benchmarks.faults.training import (_rank_pid, _wait_for_checkpoint, baseline_seconds, checkpoints, load_steps,
-                                        pretrain_args, run_steps, trained_run)
-from hybridssl.locks import LOCK_FILE
+from benchmarks.faults.training import (_rank_pid, _wait_for_checkpoint, baseline_seconds, checkpoints, exported_run,
+                                        load_steps, pretrain_args, run_steps, trained_run)
+from hybridssl.locks import LOCK_FILE, dir_lock
 
 TORCHRUN_FAILED_WORKER_GRACE_S = 30  # torch.distributed.elastic: SIGTERM, then SIGKILL after 30 s
 
@@ -105,6 +107,37 @@ def diverging_run(ctx: Ctx) -> list[Row]:
                 f"{d1}; {len(checkpoints(run))} checkpoint(s) left, non-finite: {nan_saved or 'none'}",
                 seconds=p.seconds),
             Row("export of a checkpoint with NaN weights", 1, int(ok2), 0, d2, seconds=export.seconds)]
+
+
+def _finetune_args(ctx: Ctx, out: Path, *extra) -> list:
+    """A tiny finetune (the votes task) of the suite's export on its labelled shards."""
+    return ["finetune", "--model", exported_run(ctx), "--shards", labelled_shards(ctx), "--task", "votes",
+            "--batch-size", "8", "--out", out, *extra]
+
+
+def finetune_diverging(ctx: Ctx) -> list[Row]:
+    """`finetune lr=1e30`: stops with one line, every checkpoint it leaves is finite, nothing exported."""
+    out = ctx.work / "finetune" / "diverged"
+    shutil.rmtree(out, ignore_errors=True)
+    p = ctx.cli(*_finetune_args(ctx, out, "epochs=2", "lr=1e30"), timeout=600)
+    ok, detail = _one_line(p, "not finite at step")
+    nan_saved = [c.name for c in out.rglob("*.ckpt") if not _finite(c)]
+    exported = [f for f in ("config.json", "model.safetensors", "head.safetensors") if (out / f).exists()]
+    return [Row("finetune diverging (lr=1e30)", 1, int(ok and not nan_saved and not exported),
+                len(nan_saved) + len(exported), f"{detail}; non-finite checkpoints: {nan_saved or 'none'}; "
+                f"exported: {exported or 'nothing'}", seconds=p.seconds)]
+
+
+def finetune_into_held_folder(ctx: Ctx) -> list[Row]:
+    """A finetune (its own process) into a folder a pretraining holds: refused, nothing written there."""
+    out = ctx.work / "finetune" / "held"
+    shutil.rmtree(out, ignore_errors=True)
+    with dir_lock(out, "pretrain"):
+        p = ctx.cli(*_finetune_args(ctx, out, "epochs=1"), timeout=300)
+        written = sorted(f.name for f in out.iterdir() if f.name != LOCK_FILE)
+    ok, detail = _one_line(p, "is in use by pretrain")
+    return [Row("finetune into a held run folder", 1, int(ok and not written), len(written),
+                f"{detail}; written there: {written or 'nothing'}", seconds=p.seconds)]
 
 
 def temp_checkpoints(ctx: Ctx) -> list[Row]:

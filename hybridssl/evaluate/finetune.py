@@ -1,7 +1,7 @@
 """Fine-tuning protocol: the whole backbone plus a new linear head, trained on the subset.
 
 The training is ``hybridssl finetune``'s (``hybridssl/finetune/module.py``: one loop in the project,
-layer-wise LR decay from timm's layer grouping, random flips), run by a bare Lightning Trainer
+per-stage LR decay, random rotations and flips), run by a bare Lightning Trainer
 (no logger, checkpoints, validation split or progress bar: a benchmark runs this once per
 (backbone, budget, seed) cell for a fixed number of epochs).
 """
@@ -31,6 +31,7 @@ class FinetuneConfig:
     weight_decay: float = MISSING
     layer_decay: Optional[float] = MISSING   # null = one LR for every layer
     batch_size: int = MISSING
+    rotation_degrees: float = MISSING        # training augmentation, as hybridssl finetune's
 
 
 def finetune(backbone_dir, shard_dir, train_idx: np.ndarray, test_idx: np.ndarray, label_of: dict,
@@ -54,7 +55,8 @@ def finetune(backbone_dir, shard_dir, train_idx: np.ndarray, test_idx: np.ndarra
     module = FinetuneModule(backbone.train(), task_head("classification", backbone.num_features, n_classes, 0.0),
                             eval_transform(info, augment_preset)[0], "classification", lr=cfg.lr,
                             weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay, epochs=cfg.epochs,
-                            updates_per_epoch=max(len(loader), 1), seed=seed)
+                            updates_per_epoch=max(len(loader), 1), seed=seed,
+                            rotation_degrees=cfg.rotation_degrees)
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator="gpu" if str(device).startswith("cuda") else "cpu",
                          devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0)

@@ -3,7 +3,9 @@
 Trains the exported backbone plus a new task head on your labels with a Lightning Trainer:
 a held-out validation split, early stopping on its loss, a progress bar, and
 ``DIR/checkpoints/last.ckpt`` after every epoch, so the same command after a kill resumes where it
-stopped. The best epoch's weights are written to ``DIR`` in the export format
+stopped. A non-finite loss or weights stop the run with one line (pretraining's guard), the
+newest checkpoint staying the last finite one; ``DIR`` is held by the same writer lock as
+pretraining's (``hybridssl/locks.py``). The best epoch's weights are written to ``DIR`` in the export format
 (``hybridssl/finetune/export.py``), which ``predict`` and ``embed`` load.
 """
 from __future__ import annotations
@@ -67,14 +69,21 @@ def _check_resume(out: Path, settings: dict) -> Path | None:
 
 
 def run(args) -> int:
+    from hybridssl.locks import dir_lock
+
+    cfg = load_run_config(args)
+    out = Path(args.out)
+    with dir_lock(out, "finetune"):  # one writer per folder, as pretrain's out_dir
+        return _run_locked(args, cfg, out)
+
+
+def _run_locked(args, cfg, out: Path) -> int:
     import yaml
 
     from hybridssl.atomic import atomic_write_text
     from hybridssl.config import to_dict
     from hybridssl.finetune.train import finetune
 
-    cfg = load_run_config(args)
-    out = Path(args.out)
     settings = {"model": str(Path(args.model).resolve()),
                 "shards": args.shards and str(Path(args.shards).resolve()),
                 "catalog": args.catalog and str(Path(args.catalog).resolve()), **to_dict(cfg)}
@@ -89,5 +98,6 @@ def run(args) -> int:
         return 130
     s = info["finetune"]
     print(f"finetune: {s['task']} on {s['n_train']} rows ({s['n_val']} validation), {s['epochs_run']} epochs, "
-          f"best validation loss {s['best_val_loss']:.4g} (epoch {s['best_epoch']}) -> {out}")
+          f"best validation loss {s['best_val_loss']:.4g} (epoch {s['best_epoch']})"
+          + (f", ROC AUC {s['val_auc']:.3f}, accuracy {s['val_accuracy']:.3f}" if "val_auc" in s else "") + f" -> {out}")
     return 0

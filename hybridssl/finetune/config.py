@@ -30,6 +30,9 @@ class FinetuneConfig:
     device: str = MISSING
     precision: str = MISSING
     augment: str = MISSING
+    rotation_degrees: float = MISSING
+    class_weights: Optional[str] = MISSING
+    init_vote_head: bool = MISSING
     seed: int = MISSING
 
     def validate(self) -> None:
@@ -47,5 +50,9 @@ class FinetuneConfig:
             raise ConfigError(f"config key 'patience': {self.patience}; must be >= 1")
         if self.train_blocks < -1:
             raise ConfigError(f"config key 'train_blocks': {self.train_blocks}; -1 (all) or a count >= 0")
+        if not 0 <= self.rotation_degrees <= 180:
+            raise ConfigError(f"config key 'rotation_degrees': {self.rotation_degrees}; must be in [0, 180]")
+        if self.class_weights not in (None, "balanced"):
+            raise ConfigError(f"config key 'class_weights': {self.class_weights!r}; valid choices: balanced, null")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"config key 'device': {self.device!r}; valid choices: cpu, cuda, auto")

@@ -26,6 +26,7 @@ class TaskData:
     classes: Optional[list]            # classification: the label of each class index, sorted
     train: np.ndarray                  # positions in ``rows`` used for training
     val: np.ndarray                    # positions in ``rows`` held out for early stopping
+    scale: tuple = (0.0, 1.0)          # regression: the training targets' (mean, std), which the head learns in units of
 
 
 class TaskSamples(torch.utils.data.Dataset):
@@ -102,6 +103,22 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+# a standardised prediction this many standard deviations from the mean must still be finite on the label scale
+_PREDICTION_SPAN = 10.0
+
+
+def _standardisation(targets: np.ndarray, ids: list[str], col: str) -> tuple[float, float]:
+    """(mean, std) of regression targets, computed in float64 (float32 sums of labels near 3e38
+    overflow); refused when predictions put back on the label scale would not fit float32."""
+    y = targets.astype(np.float64)
+    mean, std = float(y.mean()), float(y.std()) or 1.0
+    if abs(mean) + _PREDICTION_SPAN * std > float(np.finfo(np.float32).max):
+        worst = int(np.argmax(np.abs(y - mean)))
+        raise LabelError(f"{col}: row {ids[worst]!r} has {float(targets[worst]):.6g}; the labels' mean {mean:.3g} and std "
+                         f"{std:.3g} are too large for float32 predictions; rescale the column (other units)")
+    return mean, std
+
+
 def _split(n: int, targets: Optional[np.ndarray], cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
@@ -141,6 +158,11 @@ def load_task_data(args, source, cfg: FinetuneConfig) -> TaskData:
         print(f"finetune: skipping {int(skipped.sum())} rows without a {cfg.label_column!r} label "
               f"(first: {ids[first]!r})", file=sys.stderr)
     rows = np.flatnonzero(keep & ~missing)
-    targets, classes = _encode([values[r] for r in rows], [ids[r] for r in rows], cfg, where)
+    row_ids = [ids[r] for r in rows]
+    targets, classes = _encode([values[r] for r in rows], row_ids, cfg, where)
     train, val = _split(len(rows), targets, cfg)
-    return TaskData(source, rows, targets, classes, train, val)
+    scale = (0.0, 1.0)
+    if cfg.task == "regression":  # the head learns the standardised target; predict undoes it
+        scale = _standardisation(targets[train], [row_ids[i] for i in train],
+                                 f"label column {cfg.label_column!r} ({where})")
+    return TaskData(source, rows, targets, classes, train, val, scale)

@@ -26,14 +26,17 @@ def _all_ranks(trainer: pl.Trainer, ok: bool) -> bool:
 
 
 class FiniteGuard(pl.Callback):
-    """Raise :class:`NonFiniteError` on a non-finite loss or before saving non-finite weights."""
+    """Raise :class:`NonFiniteError` on a non-finite loss or before saving non-finite weights;
+    ``hint``: what the user can change (pretraining's settings unless told)."""
+
+    def __init__(self, hint: str = "lower optim.base_lr, or keep trainer.gradient_clip_val on"):
+        self.hint = hint
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
         if not _all_ranks(trainer, bool(torch.isfinite(loss.detach()).all())):
             raise NonFiniteError(
-                f"the training loss is not finite at step {trainer.global_step} (the run diverged: lower "
-                f"optim.base_lr, or keep trainer.gradient_clip_val on); stopped without saving, the newest "
-                f"checkpoint is the last finite one")
+                f"the training loss is not finite at step {trainer.global_step} (the run diverged: {self.hint}); "
+                f"stopped without saving, the newest checkpoint is the last finite one")
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         bad = non_finite(checkpoint["state_dict"])

@@ -19,7 +19,8 @@ def setup(tmp_path_factory):
 
 def _run(setup, layer_decay=0.5, seed=0):
     bb, shards, label_of = setup
-    cfg = FinetuneConfig(epochs=2, lr=1e-3, weight_decay=0.05, layer_decay=layer_decay, batch_size=6)
+    cfg = FinetuneConfig(epochs=2, lr=1e-3, weight_decay=0.05, layer_decay=layer_decay, batch_size=6,
+                         rotation_degrees=180.0)
     return finetune(bb, shards, np.arange(16), np.arange(16, 24), label_of, cfg, n_classes=2,
                     augment_preset="minimal", seed=seed)
 

@@ -22,7 +22,8 @@ def data(tmp_path_factory):
     keep = {"ring": [i % 2 for i in range(N)], "size": rng.uniform(5, 15, N).round(2).tolist(),
             "split": ["train"] * 20 + ["test"] * 4, "one": [1] * N,
             "partial": [float("nan") if i < 4 else i % 3 for i in range(N)],
-            "empty": [float("nan")] * N, "word": ["big"] + [1.0] * (N - 1)}
+            "empty": [float("nan")] * N, "word": ["big"] + [1.0] * (N - 1),
+            "huge": [3e38 if i % 2 else -3e38 for i in range(N)]}
     return {"model": write_export(root / "model", head_dropout=0.2),
             "rings": write_shards(root / "rings", N, labelled=False, n_shards=2, keep=keep),
             "votes": write_shards(root / "votes", 16, labelled=True, n_shards=2, seed=1)}
@@ -123,6 +124,10 @@ def test_early_stopping_stops_when_validation_loss_stops_falling(data, tmp_path)
     (("--task", "votes"), "no votes; task votes needs shards prepared with votes"),
     (("--label-column", "ring", "split_column=split", "train_split=nope"), "no row has split == 'nope'"),
     (("--label-column", "ring", "val_fraction=1.5"), "val_fraction"),
+    # finite float32 labels near +-3e38: their mean/std overflow float32; refused naming column and row
+    (("--task", "regression", "--label-column", "huge"), "label column 'huge' ("),
+    (("--task", "regression", "--label-column", "huge"), "has -3e+38; the labels' mean"),
+    (("--label-column", "ring", "class_weights=inverse"), "class_weights"),
 ])
 def test_bad_inputs_give_one_line(data, tmp_path, capsys, extra, message):
     assert finetune(data, tmp_path / "ft", *extra) == 2
@@ -157,3 +162,51 @@ def test_catalog_with_a_label_column(data, tmp_path, capsys):
     assert main(argv + ["--label-column", "kind", "epochs=1"]) == 0
     assert "skipping 1 rows without a 'kind' label (first: 'g10')" in capsys.readouterr().err
     assert info(tmp_path / "ft")["task_head"]["classes"] == ["elliptical", "spiral"]
+
+
+def test_a_diverging_run_stops_with_one_line_and_exports_nothing(data, tmp_path, capsys):
+    out = tmp_path / "ft"  # (the votes task's case is in the fault suite: benchmarks/faults/training_guard.py)
+    assert finetune(data, out, "--label-column", "ring", "epochs=3", "lr=1e30") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("hybridssl finetune: error:") and "not finite" in err[-1] and "lower lr" in err[-1]
+    assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
+    for ckpt in (out / "checkpoints").glob("*.ckpt"):  # whatever was saved is finite
+        state = torch.load(ckpt, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()), ckpt
+
+
+def test_a_held_folder_is_refused_with_one_line(data, tmp_path, capsys):
+    from hybridssl.locks import dir_lock
+
+    out = tmp_path / "run"
+    with dir_lock(out, "pretrain"):  # as a running pretraining (or another finetune) holds its folder
+        assert finetune(data, out, "--label-column", "ring", "epochs=1") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is in use by pretrain" in err
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing written into the held folder
+    assert finetune(data, out, "--label-column", "ring", "epochs=1") == 0  # free again: it runs
+
+
+def test_classification_reports_validation_auc_and_accuracy(data, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert finetune(data, out, "--label-column", "ring", "epochs=1") == 0
+    summary = info(out)["finetune"]
+    assert 0 <= summary["val_auc"] <= 1 and 0 <= summary["val_accuracy"] <= 1
+    assert f"ROC AUC {summary['val_auc']:.3f}, accuracy {summary['val_accuracy']:.3f}" in capsys.readouterr().out
+    assert {"val/auc", "val/accuracy"} <= set(pd.read_csv(next((out / "logs").rglob("metrics.csv"))).columns)
+
+
+def test_the_vote_head_starts_from_the_exports_head(data, tmp_path):
+    """lr 0 and every block frozen: the finetuned export predicts exactly what the export does when the
+    head came from it, and something else from a new head."""
+    def fractions(model):
+        preds = tmp_path / f"{model.name}.parquet"
+        assert main(["predict", "--model", str(model), "--shards", str(data["votes"]), "--out", str(preds)]) == 0
+        return pd.read_parquet(preds)[[f"{c}_fraction" for c in SCHEMA.label_cols]].to_numpy(np.float64)
+
+    frozen = ("--task", "votes", "--train-blocks", "0", "epochs=1", "lr=0")
+    assert finetune(data, tmp_path / "init", *frozen, shards="votes") == 0
+    assert finetune(data, tmp_path / "new", *frozen, "init_vote_head=false", shards="votes") == 0
+    exported = fractions(data["model"])
+    np.testing.assert_allclose(fractions(tmp_path / "init"), exported, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(fractions(tmp_path / "new"), exported, atol=1e-3)
