@@ -1,0 +1,54 @@
+"""Releasing an export into weights/: fp16 weights that load like any export, a model card, and
+no folder of someone else's replaced."""
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file
+
+from benchmarks.release import release
+from hybridssl.export import export_checkpoint, load_backbone, load_head
+from test_export import tiny_run_config
+from hybridssl.train.run import pretrain
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("release")
+    cfg = tiny_run_config(root)
+    pretrain(cfg)
+    export_checkpoint(root / "run", root / "export")
+    (root / "results.md").write_text("| features | AUC |\n|---|---|\n| photometric | 0.7 |\n")
+    return root
+
+
+def test_release_loads_as_an_export_in_fp16(exported, tmp_path):
+    dest = release(exported / "export", "tiny", exported / "run", exported / "results.md", "test CPU",
+                   root=tmp_path / "weights")
+    assert {t.dtype for t in load_file(str(dest / "model.safetensors")).values() if t.is_floating_point()} == \
+        {torch.float16}
+    ref, _ = load_backbone(exported / "export")
+    ours, info = load_backbone(dest)
+    direct = timm.create_model(f"local-dir:{dest}", pretrained=True).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), atol=2e-2, rtol=2e-2)
+        torch.testing.assert_close(direct(x), ours(x))
+    assert load_head(dest) is not None and info["mode"] == "hybrid"
+    card = (dest / "README.md").read_text()
+    assert "2 × 8 = 16 samples seen" in card and "| photometric | 0.7 |" in card and "test CPU" in card
+
+
+def test_release_refuses_a_folder_it_did_not_write(exported, tmp_path):
+    foreign = tmp_path / "weights" / "mine"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit, match="not a hybridssl release"):
+        release(exported / "export", "mine", exported / "run", exported / "results.md", "cpu", root=tmp_path / "weights")
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_release_refuses_weights_over_the_size_cap(exported, tmp_path):
+    with pytest.raises(SystemExit, match="over --max-mb"):
+        release(exported / "export", "big", exported / "run", exported / "results.md", "cpu",
+                root=tmp_path / "weights", max_mb=1e-4)
+    assert not (tmp_path / "weights" / "big").exists()
