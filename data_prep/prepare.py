@@ -42,6 +42,7 @@ from hybridssl.shards import (FORMAT_VERSION, MANIFEST, META_FIELDS, SHARD_PATTE
 REJECTED = "rejected.csv"
 FORMATS = (*IMAGE_FORMATS, NPY_FORMAT)
 # Settings that change shard contents: a re-run into the same directory must match them.
+MAX_IMAGE_SIZE = 4096
 _CONTENT_KEYS = ("schema", "campaign", "unlabelled", "image_size", "image_format", "jpeg_quality",
                  "shard_size", "id_column", "path_column", "keep_columns", "fits_stretch",
                  "class_column", "class_votes")
@@ -71,7 +72,8 @@ class PrepareConfig:
                   ("band_stats_images", self.band_stats_images >= 1, ">= 1"),
                   ("fits_stretch", self.fits_stretch in FITS_STRETCHES, FITS_STRETCHES),
                   ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "1..100"),
-                  ("image_size", self.image_size >= 8, ">= 8"),
+                  # 4096 px: 16x GZ's 424 px cut-outs; far larger sizes only exhaust memory
+                  ("image_size", 8 <= self.image_size <= MAX_IMAGE_SIZE, f"8..{MAX_IMAGE_SIZE}"),
                   ("shard_size", self.shard_size >= 1, ">= 1"),
                   ("workers", self.workers >= 1, ">= 1"),
                   ("keep_columns", not set(self.keep_columns) & set(META_FIELDS),

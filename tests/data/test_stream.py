@@ -170,3 +170,10 @@ def test_decoders_agree_on_lossless_images(tmp_path):
     tv, pil = decode_image(png, "torchvision"), decode_image(png, "pil")
     assert tv.dtype == pil.dtype == torch.uint8 and tv.shape == (3, 16, 16)
     assert torch.equal(tv, pil) and tv.float().std() > 0
+
+
+def test_a_shard_set_listed_twice_is_refused(sets):
+    """Issue 24: the same set twice (however spelled) would be sampled twice per pass."""
+    lab, unlab = sets
+    with pytest.raises(ConfigError, match=r"data.labelled lists the shard set .* twice"):
+        config([lab, f"{lab}/"], [unlab])

@@ -133,3 +133,12 @@ def test_readers_refuse_the_same_galaxies_in_two_shards(tmp_path):
     (out / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ShardError, match="is in shard-000000.tar and again in shard-000001.tar"):
         IndexedShards(out)
+
+
+def test_an_image_size_past_the_bound_is_one_line(tmp_path, capsys):
+    """Issue 24: --image-size 100000 would allocate 30 GB per image; refused before any image is read."""
+    cat = catalog(tmp_path, ["a", "b"])
+    assert main(["prepare", "--catalog", str(cat), "--out", str(tmp_path / "out"), "--image-size", "100000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'image_size': 100000 is not valid; valid: 8..4096" in err
+    assert not (tmp_path / "out").exists()
