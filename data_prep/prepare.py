@@ -218,6 +218,12 @@ def _prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: 
         campaign=cfg.campaign, keep_columns=tuple(cfg.keep_columns), class_column=cfg.class_column,
         class_map=class_map)
     votes_note = {} if class_map is None else class_map.describe(cfg.class_column)
+    if rows.votes is not None:  # recorded, so pretraining can warn about a set without votes too
+        votes_note["n_voted"] = int((rows.votes > 0).any(axis=1).sum())
+        if len(rows.ids) and not votes_note["n_voted"]:
+            print(f"warning: {catalog}: every vote is zero in all {len(rows.ids)} rows; the shards are "
+                  "'labelled' but carry no vote signal (prepare with --unlabelled if that is meant)",
+                  file=sys.stderr)
     if vote_cols.unknown and not cfg.unlabelled and class_map is None:
         print(f"warning: {len(vote_cols.unknown)} vote-like columns match no answer of schema {schema.name}"
               f" (rows with votes in them are rejected): {', '.join(vote_cols.unknown)}", file=sys.stderr)

@@ -22,6 +22,7 @@ class ShardSet:
     labelled: bool
     in_chans: int         # bands per image (3 for JPEG/PNG sets)
     bands: Optional[dict] = None  # per-band normalisation of float (npy) sets; None: 8-bit RGB
+    n_voted: Optional[int] = None  # catalog rows with any vote (labelled sets; None: not recorded)
 
 
 def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -> ShardSet:
@@ -47,7 +48,7 @@ def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -
         raise ShardError(f"{label}: no samples")
     urls = [f"{where.rstrip('/')}/{s['name']}" for s in shards]
     return ShardSet(where, urls, [int(s["n_samples"]) for s in shards], int(m["image_size"]), bool(m["labelled"]),
-                    manifest_in_chans(m), m.get("bands"))
+                    manifest_in_chans(m), m.get("bands"), m.get("n_voted"))
 
 
 def image_kind(sets: List[ShardSet]) -> tuple[int, Optional[dict]]:

@@ -180,6 +180,9 @@ class TrainStream(torch.utils.data.IterableDataset):
         for s in self.streams[0].sets if self.streams[0].with_votes else []:
             if not s.labelled:
                 raise ShardError(f"{s.where}/{MANIFEST}: listed in data.labelled but has no votes (labelled: false)")
+            if s.n_voted == 0 and self.rank == 0:  # legal, but the vote loss then teaches nothing
+                log.warning("%s: listed in data.labelled, but every vote in it is zero: "
+                            "the vote loss has no signal from this set", s.where)
         need = self.world_size * self.workers
         for st in self.streams if self.cfg.deterministic else []:
             if len(st.urls) < need:

@@ -142,3 +142,17 @@ def test_an_image_size_past_the_bound_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'image_size': 100000 is not valid; valid: 8..4096" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_labelled_catalog_whose_votes_are_all_zero_warns(tmp_path, capsys):
+    """Issue 24: such a set trains 'hybrid' with no vote signal; said at prepare, recorded for pretraining."""
+    cat = catalog(tmp_path, ["a", "b", "c"])
+    df = pd.read_parquet(cat)
+    df[SCHEMA.label_cols] = 0.0
+    df.to_parquet(cat)
+    assert prepare(cat, tmp_path / "out") == 0
+    assert "every vote is zero in all 3 rows" in capsys.readouterr().err
+    assert read_manifest(tmp_path / "out")["n_voted"] == 0
+    assert prepare(catalog(tmp_path / "voted", ["a", "b"]), tmp_path / "voted-out") == 0
+    assert "every vote is zero" not in capsys.readouterr().err
+    assert read_manifest(tmp_path / "voted-out")["n_voted"] == 2
