@@ -30,7 +30,7 @@ from tqdm import tqdm
 from data_prep.bands import NPY_FORMAT, band_stats, prepare_bands
 from hybridssl.catalog import CatalogError, CatalogRows, load_rows
 from data_prep.class_votes import load_class_map
-from hybridssl.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
+from hybridssl.images import FITS_STRETCHES, IMAGE_FORMATS, MAX_IMAGE_SIZE, ImageError, prepare_image
 from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.cli import user_error
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
@@ -42,7 +42,6 @@ from hybridssl.shards import (FORMAT_VERSION, MANIFEST, META_FIELDS, SHARD_PATTE
 REJECTED = "rejected.csv"
 FORMATS = (*IMAGE_FORMATS, NPY_FORMAT)
 # Settings that change shard contents: a re-run into the same directory must match them.
-MAX_IMAGE_SIZE = 4096
 _CONTENT_KEYS = ("schema", "campaign", "unlabelled", "image_size", "image_format", "jpeg_quality",
                  "shard_size", "id_column", "path_column", "keep_columns", "fits_stretch",
                  "class_column", "class_votes")
@@ -72,7 +71,6 @@ class PrepareConfig:
                   ("band_stats_images", self.band_stats_images >= 1, ">= 1"),
                   ("fits_stretch", self.fits_stretch in FITS_STRETCHES, FITS_STRETCHES),
                   ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "1..100"),
-                  # 4096 px: 16x GZ's 424 px cut-outs; far larger sizes only exhaust memory
                   ("image_size", 8 <= self.image_size <= MAX_IMAGE_SIZE, f"8..{MAX_IMAGE_SIZE}"),
                   ("shard_size", self.shard_size >= 1, ">= 1"),
                   ("workers", self.workers >= 1, ">= 1"),

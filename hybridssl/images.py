@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 FITS_STRETCHES = ("asinh", "linear")
+MAX_IMAGE_SIZE = 4096  # pixels a side: 16x GZ's 424 px cut-outs; far larger sizes only exhaust memory
 IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG"}
 ASINH_Q = 10.0
 SCALE_PERCENTILE = 99.5

@@ -87,6 +87,10 @@ def load_model(export_dir: str | os.PathLike, device: str = "cpu", augment_prese
     if info.get("schema_hash") and info["schema_hash"] != schema.hash:
         raise ModelError(f"{export_dir}: exported with schema {info['schema']} hash {info['schema_hash']}, "
                          f"the installed schema's hash is {schema.hash}")
+    for name in ("head", "task_head"):  # a head built for other features fails mid-batch otherwise
+        if name in info and info[name]["in_features"] != backbone.num_features:
+            raise ModelError(f"{export_dir}: config.json {name}.in_features is {info[name]['in_features']}, but "
+                             f"the backbone gives {backbone.num_features} features")
     transform, _ = eval_transform(info, augment_preset)
     return ExportedModel(backbone.to(device).eval(), None if head is None else head.to(device).eval(),
                          schema, transform.to(device), info, device, None if task is None else task[0].to(device))
