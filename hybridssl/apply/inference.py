@@ -48,9 +48,9 @@ class ExportedModel:
         return int(self.info["in_chans"])
 
     @property
-    def float_bands(self) -> bool:
-        """Trained on float bands (``prepare --image-format npy``), not 8-bit RGB."""
-        return self.info.get("bands") is not None
+    def bands(self) -> dict | None:
+        """The band normalisation it was trained on (``prepare --image-format npy``); None: 8-bit RGB."""
+        return self.info.get("bands")
 
     def require_head(self, what: str) -> None:
         if self.head is None:
@@ -126,7 +126,7 @@ def open_model_and_source(args, what: str, min_samples: int = 1, task_head_ok: b
     """(model, dataset) after the checks that can fail before any galaxy is processed; with
     ``task_head_ok`` a finetuned classification/regression head will do instead of a Dirichlet head."""
     model = open_model(args, what, min_samples, task_head_ok)
-    dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.float_bands)
+    dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.bands)
     rejected = getattr(dataset, "rejected", [])
     if rejected:
         print(f"{what}: skipping {len(rejected)} catalog rows (first: row {rejected[0].row}, "

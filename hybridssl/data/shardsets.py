@@ -51,10 +51,18 @@ def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -
                     manifest_in_chans(m), m.get("bands"), m.get("n_voted"))
 
 
+def band_kind(in_chans: int, bands: Optional[dict]) -> str:
+    """What a model reads: "8-bit RGB", or "N float bands, STRETCH stretch" (asinh and linear
+    bands are different inputs, so they are different kinds)."""
+    if not bands:
+        return "8-bit RGB"
+    return f"{in_chans} float band{'s' * (in_chans != 1)}, {bands.get('stretch', 'asinh')} stretch"
+
+
 def image_kind(sets: List[ShardSet]) -> tuple[int, Optional[dict]]:
     """(bands per image, the first set's band normalisation or None for 8-bit RGB) of shard sets
     that one model reads; sets that differ in either are refused, naming each."""
-    kinds = {s.where: f"{s.in_chans} float bands" if s.bands else "8-bit RGB" for s in sets}
+    kinds = {s.where: band_kind(s.in_chans, s.bands) for s in sets}
     if len(set(kinds.values())) > 1:
         raise ShardError(f"shard sets hold different images {kinds}; one model needs one kind")
     return sets[0].in_chans, sets[0].bands
