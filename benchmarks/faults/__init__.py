@@ -37,6 +37,10 @@ FAULTS = {
     "out_paths": [config_guard.out_is_a_file],
     "tampered_export": [config_guard.tampered_export],
     "outputs_keep_inputs": [reliability.outputs_keep_inputs],
+    "float_bands": [reliability.float_bands],
+    "export_config": [reliability.export_config],
+    "loud_errors": [reliability.loud_errors],
+    "quiet_mistakes": [reliability.quiet_mistakes],
 }
 
 
