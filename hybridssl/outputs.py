@@ -1,10 +1,11 @@
 """Outputs never destroy inputs: checked for every command before anything is opened for writing.
 
 An output path is refused when it is one of the command's inputs, lies inside an input folder
-(a shard set, an export, a per-shard output), or is an existing file that a hybridssl command
-did not write: a catalog, a hand-picked id list or a shard set's ``manifest.json`` is never
-replaced by a prediction table. Files written by hybridssl carry a mark the check reads back
-(parquet schema metadata, a PNG text chunk, the ranking tables' ``rank,id_str`` header).
+read as a whole (a shard set, an export, a per-shard output; not a pretraining run folder), or
+is an existing file that a hybridssl command did not write: a catalog, a hand-picked id list or
+a shard set's ``manifest.json`` is never replaced by a prediction table. Files written by
+hybridssl carry a mark the check reads back (parquet schema metadata, a PNG text chunk, the
+ranking tables' ``rank,id_str`` header).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def check_outputs(outputs: dict, inputs: dict, folder_outputs: bool = False) -> 
             if real == in_real:
                 raise OutputPathError(f"{flag} {given}: is the input {in_flag} {text}; "
                                       "choose another output path")
-            if in_real.is_dir() and real.is_relative_to(in_real):
+            if _read_whole(in_real) and real.is_relative_to(in_real):
                 raise OutputPathError(f"{flag} {given}: lies inside the input {in_flag} {text}; "
                                       "write outputs outside input folders")
         if out.is_file() and not folder_outputs and not str(given).endswith(os.sep):
@@ -53,6 +54,12 @@ def check_outputs(outputs: dict, inputs: dict, folder_outputs: bool = False) -> 
                                       f"it (remove it or choose another path)")
         elif out.exists() and not out.is_file() and not out.is_dir():
             raise OutputPathError(f"{flag} {given}: exists and is not a regular file")
+
+
+def _read_whole(folder: Path) -> bool:
+    """A folder a command reads as a whole (a shard set, an export, a per-shard output), where a
+    new file would change what it holds; a pretraining run folder may hold its own exports."""
+    return folder.is_dir() and any((folder / f).exists() for f in ("manifest.json", "config.json", "_manifest.json"))
 
 
 def written_by_us(path: Path) -> bool:

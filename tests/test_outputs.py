@@ -56,3 +56,12 @@ def test_folder_outputs_leave_existing_files_to_the_command(tmp_path):
 
 def test_urls_are_never_outputs_or_checked_inputs(tmp_path):
     check_outputs({"--out": str(tmp_path / "p.parquet")}, {"--shards": "s3://bucket/set"})
+
+
+def test_an_export_may_go_inside_the_run_folder_it_comes_from(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("mode: hybrid\n")
+    check_outputs({"--out": str(run / "export")}, {"checkpoint": str(run)}, folder_outputs=True)
+    with pytest.raises(OutputPathError, match="is the input checkpoint"):
+        check_outputs({"--out": str(run)}, {"checkpoint": str(run)}, folder_outputs=True)
