@@ -45,6 +45,7 @@ from hybridssl.evaluate.metrics import classification_scores
 from hybridssl.evaluate.probes import KnnConfig, LinearProbeConfig, knn_probe, linear_probe
 from hybridssl.evaluate.report import append_cell, cell_key, load_cells, write_reports
 from hybridssl.evaluate.subsets import budget_size, check_budgets, nested_subsets
+from hybridssl.outputs import check_outputs
 from hybridssl.shards import MANIFEST, ShardError, sha256_file
 
 PROTOCOLS = ("linear", "knn", "finetune")
@@ -259,6 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(BenchmarkConfig, resolve_config_path(args.config, "benchmark"), args.overrides)
+    check_outputs({"out_dir": cfg.out_dir, "cache_dir": cfg.cache_dir},
+                  {"task": cfg.task, **{f"backbones.{k}": v for k, v in cfg.backbones.items()}}, folder_outputs=True)
     paths = benchmark(cfg)
     print(paths["md"].read_text())
     print(f"label curve: {paths['png']}")

@@ -13,7 +13,10 @@ with one pair of numbers per band for the whole shard set, written to ``manifest
   softening of one sky sigma, logarithmic in bright cores), or ``(raw - median[b]) / scale[b]``
   with ``stretch: linear``; invert with ``raw = median[b] + scale[b] * sinh(stored)``.
 
-Set-wide numbers (not per image) keep fluxes comparable between galaxies and the flux ratios
+PNG/TIFF values are first divided by their type's full scale (255 for 8-bit, 65535 for 16-bit),
+so 8- and 16-bit images of one catalog land on one brightness scale. A band with no finite,
+non-zero pixel in the sample is a catalog error naming the band; an image with no valid pixel
+in any band is rejected like the RGB path's. Set-wide numbers (not per image) keep fluxes comparable between galaxies and the flux ratios
 between bands (colours); sky-noise units put bands of different depths on one footing. Bad
 pixels (NaN, inf; in FITS also exact zeros, where DECaLS has no coverage) become the band's
 median, 0 once normalised. FITS rows are flipped so north is up, as in the RGB path. Each band
@@ -58,8 +61,11 @@ def band_stats(paths, n_images: int, stretch: str) -> dict:
     medians, scales = [], []
     for b in range(n_bands):
         values = np.concatenate([s[b] for s in samples if len(s) == n_bands])
-        median = float(np.median(values)) if values.size else 0.0
-        scale = _MAD_TO_SIGMA * float(np.median(np.abs(values - median))) if values.size else 0.0
+        if not values.any():  # no coverage anywhere: its median and scale would be NaN or 0
+            raise ImageError(f"band {b} has no finite, non-zero pixel in any of the {len(samples)} images "
+                             "sampled for the band statistics; drop that band or fix the images")
+        median = float(np.median(values))
+        scale = _MAD_TO_SIGMA * float(np.median(np.abs(values - median)))
         medians.append(median)
         scales.append(scale if scale > 0 else float(np.std(values)) or 1.0)  # a constant band stays finite
     return {"n_bands": n_bands, "median": medians, "scale": scales, "stretch": stretch,
@@ -78,6 +84,8 @@ def normalise_bands(a: np.ndarray, fits: bool, bands: dict) -> np.ndarray:
 def prepare_bands(path, size: int, bands: dict) -> bytes:
     """The one call per sample: load every band, normalise, resize once, encode float16 ``.npy``."""
     a, fits = load_bands(path)
+    if not (_good(a, fits) & (a != 0)).any():  # as the RGB path: a blank image is no training image
+        raise ImageError(f"image has no valid pixels (all NaN, inf or zero): {path}")
     if a.shape[0] != bands["n_bands"]:
         raise ImageError(f"image has {a.shape[0]} bands, the set has {bands['n_bands']} "
                          f"(the most common count in its band-statistics sample): {path}")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from data_prep.bands import NPY_FORMAT, band_stats, prepare_bands
 from hybridssl.catalog import CatalogError, CatalogRows, load_rows
 from data_prep.class_votes import load_class_map
-from hybridssl.images import FITS_STRETCHES, IMAGE_FORMATS, ImageError, prepare_image
+from hybridssl.images import FITS_STRETCHES, IMAGE_FORMATS, MAX_IMAGE_SIZE, ImageError, prepare_image
 from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.cli import user_error
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
@@ -71,7 +71,7 @@ class PrepareConfig:
                   ("band_stats_images", self.band_stats_images >= 1, ">= 1"),
                   ("fits_stretch", self.fits_stretch in FITS_STRETCHES, FITS_STRETCHES),
                   ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "1..100"),
-                  ("image_size", self.image_size >= 8, ">= 8"),
+                  ("image_size", 8 <= self.image_size <= MAX_IMAGE_SIZE, f"8..{MAX_IMAGE_SIZE}"),
                   ("shard_size", self.shard_size >= 1, ">= 1"),
                   ("workers", self.workers >= 1, ">= 1"),
                   ("keep_columns", not set(self.keep_columns) & set(META_FIELDS),
@@ -216,6 +216,12 @@ def _prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: 
         campaign=cfg.campaign, keep_columns=tuple(cfg.keep_columns), class_column=cfg.class_column,
         class_map=class_map)
     votes_note = {} if class_map is None else class_map.describe(cfg.class_column)
+    if rows.votes is not None:  # recorded, so pretraining can warn about a set without votes too
+        votes_note["n_voted"] = int((rows.votes > 0).any(axis=1).sum())
+        if len(rows.ids) and not votes_note["n_voted"]:
+            print(f"warning: {catalog}: every vote is zero in all {len(rows.ids)} rows; the shards are "
+                  "'labelled' but carry no vote signal (prepare with --unlabelled if that is meant)",
+                  file=sys.stderr)
     if vote_cols.unknown and not cfg.unlabelled and class_map is None:
         print(f"warning: {len(vote_cols.unknown)} vote-like columns match no answer of schema {schema.name}"
               f" (rows with votes in them are rejected): {', '.join(vote_cols.unknown)}", file=sys.stderr)

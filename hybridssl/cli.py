@@ -6,6 +6,7 @@ command's module is imported, so ``hybridssl schema`` does not pay for importing
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import Callable
@@ -58,16 +59,26 @@ def _import_command(name: str):
                                  f"(module {module} not found)") from None
 
 
-def _parser(command: str | None) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hybridssl", description="Hybrid BYOL + Dirichlet galaxy pretraining.")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        if name == command:  # import only what will run
-            _import_command(name).add_arguments(p)
+        sub.add_parser(name, help=help_, description=help_)
     return top
 
 
+def _parse(command: str, argv: list[str]) -> argparse.Namespace:
+    """``hybridssl COMMAND ...``, importing only that command; ``key=value`` overrides may sit
+    before, between or after the flags (argparse takes a positional list once unless intermixed)."""
+    parser = argparse.ArgumentParser(prog=f"hybridssl {command}", description=COMMANDS[command][1])
+    _import_command(command).add_arguments(parser)
+    args = parser.parse_intermixed_args(argv)
+    args.command = command
+    return args
+
+
+# read-only filesystem, no permission, a folder where a file goes (or the reverse), disk full
+_USER_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC, errno.EDQUOT}
 USER_ERROR = 2  # argparse's status for a bad command line; every error a user can fix exits with it
 
 
@@ -78,7 +89,8 @@ def _is_user_error(e: BaseException) -> bool:
     from hybridssl.atomic import DiskWriteError
     from hybridssl.locks import LockError
     return (isinstance(e, ValueError) and type(e) is not ValueError) or isinstance(
-        e, (FileNotFoundError, DiskWriteError, LockError))
+        e, (FileNotFoundError, DiskWriteError, LockError)) or (
+        isinstance(e, OSError) and e.errno in _USER_ERRNOS)
 
 
 def user_error(prog: str, message) -> int:
@@ -104,14 +116,23 @@ def run_command(prog: str, fn: Callable[..., int | None], *args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else None
+    if command is None:
+        top = _parser()
+        top.parse_args(argv)  # -h, or an unknown command: argparse's message and exit
+        top.print_help()
+        return USER_ERROR
     try:
-        args = _parser(command).parse_args(argv)
+        args = _parse(command, argv[1:])
     except CommandUnavailable as e:
         return user_error("hybridssl", e)
-    if args.command is None:
-        _parser(None).print_help()
-        return USER_ERROR
-    return run_command(f"hybridssl {args.command}", _import_command(args.command).run, args)
+    return run_command(f"hybridssl {args.command}", _checked_run, args)
+
+
+def _checked_run(args) -> int:
+    """The command, once its outputs are known not to destroy its inputs (before any write)."""
+    from hybridssl.outputs import check_command
+    check_command(args.command, args)
+    return _import_command(args.command).run(args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def read_export_info(export_dir: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"{path} not found; is {export_dir} a `hybridssl export` directory?")
     try:
         info = json.loads(path.read_text())
-        arch, head_file = info["architecture"], (info.get("head") or {}).get("file", HEAD_FILE)
+        arch = info["architecture"]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ExportError(f"{path}: not a `hybridssl export` config.json ({type(e).__name__}: {e})") from None
     if not isinstance(arch, str) or arch not in timm.list_models():
@@ -89,9 +90,61 @@ def read_export_info(export_dir: str | os.PathLike) -> dict:
     sources = [k for k in (info.get("model_args") or {}) if k.startswith(("pretrained", "checkpoint"))]
     if not isinstance(info.get("model_args", {}), dict) or sources:
         raise ExportError(f"{path}: model_args may only hold model-building arguments, not {sources or 'a non-dict'}")
-    if not isinstance(head_file, str) or Path(head_file).name != head_file or head_file in ("", ".", ".."):
-        raise ExportError(f"{path}: head file {head_file!r} must be a file name inside {export_dir}")
+    _check_fields(path, info)
     return info
+
+
+def _is_int(v, low: int, high: float = float("inf")) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_fields(path: Path, info: dict) -> None:
+    """The fields readers build models from: one :class:`ExportError` naming the first bad key, so a
+    hand-edited config.json never reaches a traceback or another key's error."""
+    from hybridssl.images import MAX_IMAGE_SIZE
+
+    bands = info.get("in_chans", 3)
+    checks = [("image_size", _is_int(info.get("image_size"), 1, MAX_IMAGE_SIZE), f"an integer in 1..{MAX_IMAGE_SIZE}"),
+              ("in_chans", _is_int(bands, 1), "an integer >= 1")]
+    for key in ("mean", "std"):
+        if key in info:
+            v = info[key]
+            checks.append((key, isinstance(v, list) and len(v) == (bands if _is_int(bands, 1) else -1)
+                           and all(_is_number(x) and (key == "mean" or x > 0) for x in v),
+                           f"a list of {bands} finite numbers" + (" > 0" if key == "std" else "")))
+    heads = {"head": {"in_features": 1, "n_answers": 1}, "task_head": {"in_features": 1, "n_outputs": 1}}
+    for name, ints in heads.items():
+        if name not in info:
+            continue
+        spec = info[name]
+        if not isinstance(spec, dict):
+            raise ExportError(f"{path}: {name} must be an object, got {spec!r}")
+        default = HEAD_FILE if name == "head" else None
+        file = spec.get("file", default)
+        checks.append((f"{name}.file", isinstance(file, str) and Path(file).name == file
+                       and file not in ("", ".", ".."), f"a file name inside {path.parent}"))
+        checks += [(f"{name}.{k}", _is_int(spec.get(k), low), f"an integer >= {low}") for k, low in ints.items()]
+        checks.append((f"{name}.dropout", _is_number(spec.get("dropout", 0.0)) and 0 <= spec.get("dropout", 0.0) < 1,
+                       "a number in [0, 1)"))
+        if name == "task_head":
+            task = spec.get("task")
+            checks.append(("task_head.task", task in ("classification", "regression"), "classification or regression"))
+            if task == "classification":
+                checks.append(("task_head.classes", isinstance(spec.get("classes"), list)
+                               and len(spec["classes"]) == spec.get("n_outputs"), "a list of n_outputs classes"))
+            elif task == "regression":
+                checks += [(f"task_head.{k}", _is_number(spec.get(k)) and (k == "target_mean" or spec[k] > 0),
+                            "a finite number" + (" > 0" if k == "target_std" else "")) for k in ("target_mean", "target_std")]
+    for key, ok, valid in checks:
+        if not ok:
+            value = info
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            raise ExportError(f"{path}: {key} {value!r} is not valid; it must be {valid}")
 
 
 @contextlib.contextmanager
@@ -108,7 +161,7 @@ def _weights_problems(path: Path):
             from None
 
 
-def _load_weights(model, path: Path):
+def load_weights(model, path: Path):
     """safetensors weights into ``model`` (see :func:`_weights_problems`)."""
     from safetensors.torch import load_file
 
@@ -141,7 +194,7 @@ def load_head(export_dir: str | os.PathLike):
         return None
     h = info["head"]
     head = DirichletHead(h["in_features"], h["n_answers"], h["dropout"])
-    return _load_weights(head, Path(export_dir) / h["file"])
+    return load_weights(head, Path(export_dir) / h["file"])
 
 
 def add_arguments(parser) -> None:

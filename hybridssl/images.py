@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 FITS_STRETCHES = ("asinh", "linear")
+MAX_IMAGE_SIZE = 4096  # pixels a side: 16x GZ's 424 px cut-outs; far larger sizes only exhaust memory
 IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG"}
 ASINH_Q = 10.0
 SCALE_PERCENTILE = 99.5
@@ -92,8 +93,8 @@ def load_image(path: str | Path, fits_stretch: str = "asinh") -> np.ndarray:
 
 
 def load_bands(path: str | Path) -> tuple[np.ndarray, bool]:
-    """(bands, H, W) float64 at the file's full depth, nothing stretched or scaled, and whether
-    it is FITS (rows south-up, exact zeros mean "no data"). FITS: the planes of the first image
+    """(bands, H, W) float64 at the file's full depth, nothing stretched (PNG/TIFF integers as
+    fractions of their type's full scale), and whether it is FITS (rows south-up, exact zeros mean "no data"). FITS: the planes of the first image
     HDU, or every 2-D image HDU of one shape stacked; other formats: their channels (grey = 1
     band, RGB = 3, alpha dropped)."""
     path = Path(path)
@@ -105,7 +106,9 @@ def load_bands(path: str | Path) -> tuple[np.ndarray, bool]:
         else:
             im.load()
             a = np.asarray(im if im.mode in ("L", "RGB") else im.convert("RGB"))
-    return _bands_first(a.astype(np.float64), path, channels_last=True), False
+    # integers by their type's full scale, so 8- and 16-bit files of one set share one brightness scale
+    full = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else 1.0
+    return _bands_first(a.astype(np.float64) / full, path, channels_last=True), False
 
 
 def _bands_first(a: np.ndarray, path: Path, channels_last: bool = False) -> np.ndarray:

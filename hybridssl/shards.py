@@ -36,8 +36,9 @@ class ShardError(ValueError):
 
 
 def is_local(where: str | os.PathLike) -> bool:
-    """A path, not a URL (``s3://``, ``file://``, ``pipe:`` ...)."""
-    return not _URL_SCHEME.match(str(where))
+    """A path, not a URL (``s3://``, ``file://``, ``pipe:`` ...); an existing local path wins,
+    so a folder named ``dr8:v2`` is read as the folder it is."""
+    return not _URL_SCHEME.match(str(where)) or os.path.exists(where)
 
 
 def encode_key(id_str: str) -> str:
@@ -98,6 +99,8 @@ def read_manifest(shard_dir: str | os.PathLike) -> dict:
         path = Path(shard_dir) / MANIFEST
         if not path.exists():
             raise ShardError(f"{shard_dir}: no {MANIFEST}; is this a directory written by `hybridssl prepare`?")
+        if not path.is_file():
+            raise ShardError(f"{path}: is a folder (or not a regular file), not a shard-set manifest")
         text = path.read_text()
     try:
         m = json.loads(text)

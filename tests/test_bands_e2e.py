@@ -141,3 +141,21 @@ def test_a_band_count_mismatch_is_one_clear_line(band_sets, tmp_path, capsys):
                               "data.labelled_fraction=0.5")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "1 float band" in err and "5 float bands" in err
+
+
+def test_a_stretch_mismatch_is_refused_at_embed_and_pretraining(band_sets, tmp_path, capsys):
+    """Issue 24: an asinh-trained model never reads linear-stretched shards, nor does pretraining mix them."""
+    shards1, _, export1 = band_sets[1]
+    linear = tmp_path / "linear"
+    assert main(["prepare", "--catalog", str(shards1.parent / "fits1" / "catalog.csv"), "--out", str(linear),
+                 "--unlabelled", "--image-format", "npy", "--fits-stretch", "linear", "--image-size", str(SIZE),
+                 "--shard-size", "4", "--workers", "1"]) == 0
+    assert json.loads((linear / "manifest.json").read_text())["bands"]["stretch"] == "linear"
+    capsys.readouterr()
+    assert main(["embed", "--model", str(export1), "--shards", str(linear), "--out", str(tmp_path / "e.npy")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "1 float band, linear stretch" in err and "takes 1 float band, asinh stretch" in err
+    assert main(pretrain_args(linear, tmp_path / "run", f"data.unlabelled=[{shards1},{linear}]")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "linear stretch" in err and "asinh stretch" in err

@@ -1,4 +1,5 @@
 """The `hybridssl` entry point: the schema command, every built command's --help, error exits."""
+import errno
 import importlib.util
 import subprocess
 import sys
@@ -86,7 +87,9 @@ def test_plain_value_errors_keep_their_traceback(monkeypatch, tmp_path):
         main(["buggy"])
 
 
-@pytest.mark.parametrize("error", [ConfigError("bad key x"), LockError("held by run 7"), FileNotFoundError("no f")])
+@pytest.mark.parametrize("error", [ConfigError("bad key x"), LockError("held by run 7"), FileNotFoundError("no f"),
+                                   OSError(errno.EROFS, "Read-only file system"),  # issue 24: read-only --out
+                                   IsADirectoryError(errno.EISDIR, "Is a directory")])
 def test_user_errors_exit_2_with_one_line(error, capsys):
     def fail():
         raise error
@@ -110,3 +113,10 @@ def test_benchmark_scripts_exit_like_the_cli_on_a_user_error(tmp_path):
     assert p.stderr.strip().splitlines() == [
         "python -m benchmarks.throughput: error: no pretrain config 'no-such-config'; "
         "shipped ones: ['base', 'demo', 'gz_evo']"]
+
+
+def test_overrides_may_sit_on_both_sides_of_a_flag():
+    from hybridssl.cli import _parse
+    args = _parse("pretrain", ["mode=byol", "--config", "demo", "trainer.max_steps=3", "--print-config", "seed=1"])
+    assert args.overrides == ["mode=byol", "trainer.max_steps=3", "seed=1"] and args.config == "demo"
+    assert args.print_config and args.command == "pretrain"

@@ -17,7 +17,7 @@ def edit_config(export_dir, **changes):
     info = json.loads(path.read_text())
     for k, v in changes.items():
         if isinstance(v, dict):
-            info[k] = {**info[k], **v}
+            info[k] = {**info.get(k, {}), **v}
         else:
             info[k] = v
     path.write_text(json.dumps(info))
@@ -78,3 +78,62 @@ def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
     assert main(["export", str(small_checkpoint(tmp_path / "x.ckpt", 0.5)), "--out", str(tmp_path / "taken")]) == 2
     err = capsys.readouterr().err
     assert "taken is a file, not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+def finetuned_export(tmp_path, n_outputs=2):
+    """A factory export with a classification task head, as `hybridssl finetune` writes it."""
+    from safetensors.torch import save_file as save
+
+    from hybridssl.finetune.module import task_head
+    export = write_export(tmp_path / "export")
+    in_features = json.loads((export / "config.json").read_text())["num_features"]
+    head = task_head("classification", in_features, n_outputs, 0.0)
+    save(dict(head.state_dict()), str(export / "task_head.safetensors"))
+    edit_config(export, task_head={"task": "classification", "label_column": "ring", "in_features": in_features,
+                                   "n_outputs": n_outputs, "dropout": 0.0, "classes": list(range(n_outputs)),
+                                   "file": "task_head.safetensors"})
+    return export
+
+
+@pytest.mark.parametrize("file", ["../task_head.safetensors", "/etc/passwd", "sub/x.safetensors", ""])
+def test_task_head_file_must_stay_inside_the_export_folder(tmp_path, file):
+    """Issue 24: every file name in config.json is checked like head.file."""
+    from hybridssl.finetune.export import load_task_head
+    export = finetuned_export(tmp_path)
+    edit_config(export, task_head={"file": file})
+    with pytest.raises(ExportError, match="task_head.file .* must be a file name inside"):
+        load_task_head(export)
+
+
+def test_a_task_head_of_the_wrong_shape_is_one_line(tmp_path):
+    from hybridssl.finetune.export import load_task_head
+    export = finetuned_export(tmp_path)
+    edit_config(export, task_head={"n_outputs": 3, "classes": [0, 1, 2]})
+    with pytest.raises(ExportError, match="task_head.safetensors: not weights of this export's model") as e:
+        load_task_head(export)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("key, value", [("image_size", "abc"), ("image_size", -32), ("image_size", 100000),
+                                        ("image_size", True), ("in_chans", 0), ("std", [0.2, 0.0, 0.2]),
+                                        ("mean", [0.5]), ("head", "nope")])
+def test_numeric_fields_are_validated_naming_the_key(tmp_path, key, value):
+    """Issue 24: a hand-edited config.json is one line naming the key, never a traceback or
+    another key's error (a negative image_size was blamed on augment.blur_kernel)."""
+    export = write_export(tmp_path / "export", head_dropout=0.2)
+    info = json.loads((export / "config.json").read_text())
+    info[key] = value
+    (export / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ExportError, match=rf"config.json: {key}\b") as e:
+        load_backbone(export)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("field, value", [("n_outputs", 0), ("in_features", "8"), ("dropout", 1.0),
+                                          ("task", "ranking"), ("classes", [0])])
+def test_task_head_fields_are_validated_naming_the_key(tmp_path, field, value):
+    from hybridssl.finetune.export import load_task_head
+    export = finetuned_export(tmp_path)
+    edit_config(export, task_head={field: value})
+    with pytest.raises(ExportError, match=rf"task_head.{field}\b"):
+        load_task_head(export)

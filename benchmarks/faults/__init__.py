@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.faults import config_guard, configs, corrupt, data, data_guard, security, training, training_guard
+from benchmarks.faults import config_guard, configs, corrupt, data, data_guard, reliability, security, training, training_guard
 from benchmarks.faults.harness import Ctx, Row
 
 FAULTS = {
@@ -36,6 +36,11 @@ FAULTS = {
     "config_ranges": [config_guard.out_of_range, config_guard.alias_bomb],
     "out_paths": [config_guard.out_is_a_file],
     "tampered_export": [config_guard.tampered_export],
+    "outputs_keep_inputs": [reliability.outputs_keep_inputs],
+    "float_bands": [reliability.float_bands],
+    "export_config": [reliability.export_config],
+    "loud_errors": [reliability.loud_errors],
+    "quiet_mistakes": [reliability.quiet_mistakes],
 }
 
 

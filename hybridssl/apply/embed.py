@@ -95,7 +95,7 @@ def run(args) -> int:
         return survey.run_embed(args)
     out = check_suffix(args.out)  # before minutes of work
     model = load_model(args.model, args.device)
-    dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.float_bands)
+    dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.bands)
     ids, x, meta, centre = embed(model, dataset, args.batch_size, args.workers)
     metadata = {"source": source_metadata(args),
                 "model": model_metadata(args, model),

@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 
 from hybridssl.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from hybridssl.outputs import MARK
 
 FORMAT = "hybridssl-embeddings"
 SUFFIXES = (".parquet", ".npy")
-_KEY = b"hybridssl"
+_KEY = MARK.encode()  # also what marks the file as ours to replace (hybridssl.outputs)
 
 
 class EmbeddingsError(ValueError):

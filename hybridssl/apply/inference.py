@@ -48,9 +48,9 @@ class ExportedModel:
         return int(self.info["in_chans"])
 
     @property
-    def float_bands(self) -> bool:
-        """Trained on float bands (``prepare --image-format npy``), not 8-bit RGB."""
-        return self.info.get("bands") is not None
+    def bands(self) -> dict | None:
+        """The band normalisation it was trained on (``prepare --image-format npy``); None: 8-bit RGB."""
+        return self.info.get("bands")
 
     def require_head(self, what: str) -> None:
         if self.head is None:
@@ -87,6 +87,10 @@ def load_model(export_dir: str | os.PathLike, device: str = "cpu", augment_prese
     if info.get("schema_hash") and info["schema_hash"] != schema.hash:
         raise ModelError(f"{export_dir}: exported with schema {info['schema']} hash {info['schema_hash']}, "
                          f"the installed schema's hash is {schema.hash}")
+    for name in ("head", "task_head"):  # a head built for other features fails mid-batch otherwise
+        if name in info and info[name]["in_features"] != backbone.num_features:
+            raise ModelError(f"{export_dir}: config.json {name}.in_features is {info[name]['in_features']}, but "
+                             f"the backbone gives {backbone.num_features} features")
     transform, _ = eval_transform(info, augment_preset)
     return ExportedModel(backbone.to(device).eval(), None if head is None else head.to(device).eval(),
                          schema, transform.to(device), info, device, None if task is None else task[0].to(device))
@@ -122,7 +126,7 @@ def open_model_and_source(args, what: str, min_samples: int = 1, task_head_ok: b
     """(model, dataset) after the checks that can fail before any galaxy is processed; with
     ``task_head_ok`` a finetuned classification/regression head will do instead of a Dirichlet head."""
     model = open_model(args, what, min_samples, task_head_ok)
-    dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.float_bands)
+    dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.bands)
     rejected = getattr(dataset, "rejected", [])
     if rejected:
         print(f"{what}: skipping {len(rejected)} catalog rows (first: row {rejected[0].row}, "

@@ -20,6 +20,7 @@ import torch
 
 from hybridssl.apply.inference import add_model_arguments, batches, concentration_batches, open_model_and_source
 from hybridssl.atomic import atomic_path
+from hybridssl.outputs import MARK
 
 
 def open_fraction(text: str) -> float:
@@ -94,7 +95,7 @@ def write_predictions(model, dataset, args, out, with_campaign: bool | None = No
                 if with_campaign:
                     cols["campaign"] = pa.array(batch["campaign"], pa.string())
                 cols.update(predictions)
-                table = pa.table(cols)
+                table = pa.table(cols).replace_schema_metadata({MARK: "predict"})  # ours to replace later
                 if writer is None:
                     writer = pq.ParquetWriter(str(tmp), table.schema)
                 writer.write_table(table)

@@ -71,11 +71,13 @@ def workers_arg(value: str) -> int:
     return n
 
 
-def check_shards(ds, where, schema: Schema, image_size: int, in_chans: int = 3, float_bands: bool = False):
-    """``ds`` (an IndexedShards of ``where``) when its images and votes fit the model."""
+def check_shards(ds, where, schema: Schema, image_size: int, in_chans: int = 3, bands: dict | None = None):
+    """``ds`` (an IndexedShards of ``where``) when its images and votes fit the model (``bands``:
+    its config.json band normalisation, None for 8-bit RGB)."""
+    from hybridssl.data.shardsets import band_kind
     from hybridssl.shards import ShardError
 
-    model_kind, data_kind = image_kind(in_chans, float_bands), image_kind(ds.in_chans, ds.bands is not None)
+    model_kind, data_kind = band_kind(in_chans, bands), band_kind(ds.in_chans, ds.bands)
     if data_kind != model_kind:
         raise ShardError(f"{where}: images are {data_kind}, the model takes {model_kind}; prepare them as the "
                          "model's data was (its config.json 'in_chans' and 'bands')")
@@ -88,23 +90,21 @@ def check_shards(ds, where, schema: Schema, image_size: int, in_chans: int = 3, 
     return ds
 
 
-def image_kind(in_chans: int, float_bands: bool) -> str:
-    return f"{in_chans} float band{'s' * (in_chans != 1)}" if float_bands else "8-bit RGB"
-
-
-def open_source(args, schema: Schema, image_size: int, in_chans: int, float_bands: bool) -> torch.utils.data.Dataset:
+def open_source(args, schema: Schema, image_size: int, in_chans: int, bands: dict | None) -> torch.utils.data.Dataset:
     """The dataset named by ``--shards`` or ``--catalog``, at the model's ``image_size``, refused
-    when its images are not the kind the model takes (``in_chans`` bands, float or 8-bit RGB)."""
+    when its images are not the kind the model takes (``in_chans`` bands, float with the model's
+    stretch (``bands``), or 8-bit RGB)."""
     from hybridssl.data import IndexedShards
+    from hybridssl.data.shardsets import band_kind
     from hybridssl.shards import is_local
 
-    model_kind = image_kind(in_chans, float_bands)
+    model_kind = band_kind(in_chans, bands)
     if args.shards:
         if not is_local(args.shards):
             raise SourceError(f"--shards {args.shards}: a shard set behind a URL is read shard by shard; "
                               "give --out a folder (--out DIR/) for one output file per shard")
-        return check_shards(IndexedShards(args.shards), args.shards, schema, image_size, in_chans, float_bands)
-    if float_bands:
+        return check_shards(IndexedShards(args.shards), args.shards, schema, image_size, in_chans, bands)
+    if bands:
         raise SourceError(f"--catalog reads images as 8-bit RGB; the model takes {model_kind}: prepare the "
                           "catalog with `hybridssl prepare --image-format npy` and pass --shards")
     return CatalogImages(Path(args.catalog), schema, image_size, args.id_column, args.path_column)

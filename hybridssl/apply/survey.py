@@ -96,11 +96,11 @@ def shard_dataset(where: str, manifest: dict, name: str, model):
 
     if is_local(where):
         yield check_shards(IndexedShards(where, only=[name]), where, model.schema, model.image_size,
-                           model.in_chans, model.float_bands)
+                           model.in_chans, model.bands)
         return
     with fetched_shard(where, manifest, name) as local:
         yield check_shards(IndexedShards(local, only=[name]), join(where, name), model.schema, model.image_size,
-                           model.in_chans, model.float_bands)
+                           model.in_chans, model.bands)
 
 
 def run_shards(args, what: str, model, run: dict, write_part) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -38,12 +39,25 @@ def read_text(url: str) -> str:
     try:
         with fsspec.open(url, "rt") as f:
             return f.read()
-    except FileNotFoundError:
-        raise ShardError(f"{url}: no such file") from None
+    except FileNotFoundError as e:  # fsspec's http reports an unreachable host as a missing file
+        raise ShardError(f"{url}: {unreachable(e) or 'no such file'}") from None
     except ImportError as e:  # the protocol's driver (s3fs, gcsfs, aiohttp) is missing
         raise ShardError(f"{url}: {e}") from None
     except (OSError, ValueError) as e:
         raise ShardError(f"{url}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def unreachable(e: BaseException) -> str | None:
+    """'cannot connect (...)' when a connection failure caused ``e`` (DNS, refused, timeout)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        names = {c.__name__ for c in type(e).__mro__}
+        if isinstance(e, (ConnectionError, TimeoutError, socket.gaierror)) or names & {
+                "ClientConnectionError", "ClientConnectorError", "ConnectTimeout", "ConnectionError"}:
+            return f"cannot connect ({type(e).__name__}: {e})"
+        e = e.__cause__ or e.__context__
+    return None
 
 
 @contextlib.contextmanager
@@ -59,8 +73,8 @@ def fetched_shard(where: str, manifest: dict, name: str) -> Iterator[Path]:
                 while block := src.read(_CHUNK):
                     h.update(block)
                     dst.write(block)
-        except FileNotFoundError:
-            raise ShardError(f"{url}: listed in {join(where, MANIFEST)} but missing") from None
+        except FileNotFoundError as e:
+            raise ShardError(f"{url}: {unreachable(e) or f'listed in {join(where, MANIFEST)} but missing'}") from None
         except ImportError as e:
             raise ShardError(f"{url}: {e}") from None
         if entry.get("sha256") and h.hexdigest() != entry["sha256"]:

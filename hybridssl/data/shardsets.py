@@ -22,6 +22,7 @@ class ShardSet:
     labelled: bool
     in_chans: int         # bands per image (3 for JPEG/PNG sets)
     bands: Optional[dict] = None  # per-band normalisation of float (npy) sets; None: 8-bit RGB
+    n_voted: Optional[int] = None  # catalog rows with any vote (labelled sets; None: not recorded)
 
 
 def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -> ShardSet:
@@ -47,13 +48,21 @@ def open_shard_set(where: str, schema: Schema, allow_shell_urls: bool = False) -
         raise ShardError(f"{label}: no samples")
     urls = [f"{where.rstrip('/')}/{s['name']}" for s in shards]
     return ShardSet(where, urls, [int(s["n_samples"]) for s in shards], int(m["image_size"]), bool(m["labelled"]),
-                    manifest_in_chans(m), m.get("bands"))
+                    manifest_in_chans(m), m.get("bands"), m.get("n_voted"))
+
+
+def band_kind(in_chans: int, bands: Optional[dict]) -> str:
+    """What a model reads: "8-bit RGB", or "N float bands, STRETCH stretch" (asinh and linear
+    bands are different inputs, so they are different kinds)."""
+    if not bands:
+        return "8-bit RGB"
+    return f"{in_chans} float band{'s' * (in_chans != 1)}, {bands.get('stretch', 'asinh')} stretch"
 
 
 def image_kind(sets: List[ShardSet]) -> tuple[int, Optional[dict]]:
     """(bands per image, the first set's band normalisation or None for 8-bit RGB) of shard sets
     that one model reads; sets that differ in either are refused, naming each."""
-    kinds = {s.where: f"{s.in_chans} float bands" if s.bands else "8-bit RGB" for s in sets}
+    kinds = {s.where: band_kind(s.in_chans, s.bands) for s in sets}
     if len(set(kinds.values())) > 1:
         raise ShardError(f"shard sets hold different images {kinds}; one model needs one kind")
     return sets[0].in_chans, sets[0].bands

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from itertools import count, islice
 from typing import Iterator, List, Optional
@@ -59,6 +60,11 @@ from hybridssl.shards import MANIFEST, ShardError
 
 log = logging.getLogger(__name__)
 _MAX_CONSECUTIVE_BAD = 1000  # a stream this broken is a wrong dataset, not a few bad samples
+
+
+def _same_set_key(where: str) -> str:
+    """One key per shard set, however its folder is spelled (URLs as given)."""
+    return where if "://" in where else os.path.realpath(os.path.expanduser(where))
 
 
 @dataclass
@@ -94,6 +100,12 @@ class DataConfig:
             raise ConfigError("data.labelled lists no shard sets but data.labelled_fraction > 0")
         if self.batch_size - self.n_labelled and not self.unlabelled:
             raise ConfigError("data.unlabelled lists no shard sets but data.labelled_fraction < 1")
+        for key in ("labelled", "unlabelled"):  # a set listed twice would be sampled twice per pass
+            seen = {}
+            for d in getattr(self, key):
+                same = seen.setdefault(_same_set_key(d), d)
+                if same is not d:
+                    raise ConfigError(f"data.{key} lists the shard set {d} twice ({same!r} and {d!r}); list it once")
         if self.decode not in DECODERS:
             raise ConfigError(f"data.decode must be one of {DECODERS}, got {self.decode!r}")
         if self.num_workers < 0:
@@ -168,6 +180,9 @@ class TrainStream(torch.utils.data.IterableDataset):
         for s in self.streams[0].sets if self.streams[0].with_votes else []:
             if not s.labelled:
                 raise ShardError(f"{s.where}/{MANIFEST}: listed in data.labelled but has no votes (labelled: false)")
+            if s.n_voted == 0 and self.rank == 0:  # legal, but the vote loss then teaches nothing
+                log.warning("%s: listed in data.labelled, but every vote in it is zero: "
+                            "the vote loss has no signal from this set", s.where)
         need = self.world_size * self.workers
         for st in self.streams if self.cfg.deterministic else []:
             if len(st.urls) < need:

@@ -16,7 +16,7 @@ from typing import Optional
 from timm.utils.model import unfreeze
 
 from hybridssl.atomic import atomic_write_text
-from hybridssl.export import CONFIG_FILE, HEAD_FILE, MODEL_FILE, _save_tensors, read_export_info
+from hybridssl.export import CONFIG_FILE, HEAD_FILE, MODEL_FILE, _save_tensors, load_weights, read_export_info
 
 TASK_HEAD_FILE = "task_head.safetensors"
 
@@ -45,13 +45,10 @@ def write_finetuned(out_dir: str | os.PathLike, module, frozen: list[str], sourc
 def load_task_head(export_dir: str | os.PathLike) -> Optional[tuple]:
     """(head module in eval mode, its config.json spec) of a finetuned classification/regression
     export; None for any other export."""
-    from safetensors.torch import load_file
-
     from hybridssl.finetune.module import task_head
 
     spec = read_export_info(export_dir).get("task_head")
     if spec is None:
         return None
     head = task_head(spec["task"], spec["in_features"], spec["n_outputs"], spec["dropout"])
-    head.load_state_dict(load_file(str(Path(export_dir) / spec["file"])))
-    return head.eval(), spec
+    return load_weights(head, Path(export_dir) / spec["file"]), spec  # a wrong shape is one line

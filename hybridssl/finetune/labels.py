@@ -74,6 +74,13 @@ def _column(args, source, column: str) -> tuple[list, list[str], str]:
     return list(df[column].to_numpy(dtype=object)[source.rows.rows]), source.rows.ids, f"catalog {args.catalog}"
 
 
+def split_text(v) -> str:
+    """A split value as text, integral numbers without a decimal point (1.0 and 1 are "1")."""
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
 def _missing(v) -> bool:
     return v is None or (not isinstance(v, str) and bool(pd.isna(v))) or (isinstance(v, str) and not v.strip())
 
@@ -137,10 +144,11 @@ def load_task_data(args, source, cfg: FinetuneConfig) -> TaskData:
     keep = np.ones(len(source), dtype=bool)
     if cfg.split_column:
         split, _, where = _column(args, source, cfg.split_column)
-        keep &= np.array([s == cfg.train_split for s in split])
+        # compared as text: an integer column (1, or 1.0 beside a NaN) matches train_split "1"
+        keep &= np.array([split_text(s) == split_text(cfg.train_split) for s in split])
         if not keep.any():
-            raise LabelError(f"{where}: no row has {cfg.split_column} == {cfg.train_split!r} "
-                             f"(values: {sorted(set(map(str, split)))[:10]})")
+            raise LabelError(f"{where}: no row has {cfg.split_column} == {split_text(cfg.train_split)!r} "
+                             f"(values: {sorted(set(map(split_text, split)))[:10]})")
     if cfg.task == "votes":
         if not source.labelled:
             raise LabelError(f"{args.shards or args.catalog}: no votes; task votes needs shards prepared with "

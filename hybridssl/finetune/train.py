@@ -99,7 +99,7 @@ def finetune(args, cfg: FinetuneConfig, out: Path, resume: Optional[Path]) -> Op
     backbone, info = export.load_backbone(args.model)
     schema = _schema(args, info)
     data = load_task_data(args, open_source(args, schema, int(info["image_size"]), int(info.get("in_chans", 3)),
-                                                  info.get("bands") is not None), cfg)
+                                                  info.get("bands")), cfg)
     n_outputs = {"classification": len(data.classes or ()), "regression": 1, "votes": schema.n_answers}[cfg.task]
     pl.seed_everything(cfg.seed, verbose=False)
     head = _initial_head(args.model, info, cfg, schema, backbone.num_features, n_outputs)

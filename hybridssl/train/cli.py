@@ -28,6 +28,9 @@ def run(args) -> int:
     if args.print_config:
         print(to_yaml(cfg))
         return 0
+    from hybridssl.outputs import check_outputs
+    check_outputs({"out_dir": cfg.out_dir}, {f"data.{key}[{i}]": d for key in ("labelled", "unlabelled")
+                                             for i, d in enumerate(getattr(cfg.data, key))}, folder_outputs=True)
     from hybridssl.train.run import pretrain
 
     final = pretrain(cfg)

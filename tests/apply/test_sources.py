@@ -130,3 +130,15 @@ def test_device_and_workers_default_to_auto(monkeypatch, gpu):
     assert parser.parse_args(["--shards", "x", "--device", "cpu", "--workers", "3"]).workers == 3
     with pytest.raises(SystemExit):
         parser.parse_args(["--shards", "x", "--workers", "-1"])
+
+
+def test_float_shards_of_another_stretch_are_refused_naming_both(tmp_path):
+    """Issue 24: the model's config.json bands and the shard set's manifest must agree on the stretch."""
+    from types import SimpleNamespace
+
+    from hybridssl.apply.sources import check_shards
+    ds = SimpleNamespace(in_chans=5, bands={"stretch": "linear"}, image_size=32, labelled=False)
+    with pytest.raises(ShardError, match="images are 5 float bands, linear stretch, the model takes "
+                                         "5 float bands, asinh stretch"):
+        check_shards(ds, "set", SCHEMA, 32, 5, {"stretch": "asinh"})
+    assert check_shards(ds, "set", SCHEMA, 32, 5, {"stretch": "linear"}) is ds

@@ -170,3 +170,27 @@ def test_decoders_agree_on_lossless_images(tmp_path):
     tv, pil = decode_image(png, "torchvision"), decode_image(png, "pil")
     assert tv.dtype == pil.dtype == torch.uint8 and tv.shape == (3, 16, 16)
     assert torch.equal(tv, pil) and tv.float().std() > 0
+
+
+def test_a_shard_set_listed_twice_is_refused(sets):
+    """Issue 24: the same set twice (however spelled) would be sampled twice per pass."""
+    lab, unlab = sets
+    with pytest.raises(ConfigError, match=r"data.labelled lists the shard set .* twice"):
+        config([lab, f"{lab}/"], [unlab])
+
+
+def test_a_labelled_set_without_a_single_vote_warns(tmp_path, caplog):
+    """Issue 24: pretraining on a 'labelled' set whose votes are all zero says so at the start."""
+    import json
+    lab = write_shards(tmp_path / "lab", 16, n_shards=2, image_size=16, seed=1)
+    unlab = write_shards(tmp_path / "unlab", 16, labelled=False, n_shards=2, image_size=16, seed=2)
+    manifest = json.loads((lab / "manifest.json").read_text())
+    (lab / "manifest.json").write_text(json.dumps({**manifest, "n_voted": 0}))
+    with caplog.at_level("WARNING"):
+        build_train_loader(config([lab], [unlab]), SCHEMA)
+    assert "every vote in it is zero" in caplog.text
+    caplog.clear()
+    (lab / "manifest.json").write_text(json.dumps({**manifest, "n_voted": 16}))
+    with caplog.at_level("WARNING"):
+        build_train_loader(config([lab], [unlab]), SCHEMA)
+    assert "every vote in it is zero" not in caplog.text

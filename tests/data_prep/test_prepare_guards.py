@@ -133,3 +133,26 @@ def test_readers_refuse_the_same_galaxies_in_two_shards(tmp_path):
     (out / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ShardError, match="is in shard-000000.tar and again in shard-000001.tar"):
         IndexedShards(out)
+
+
+def test_an_image_size_past_the_bound_is_one_line(tmp_path, capsys):
+    """Issue 24: --image-size 100000 would allocate 30 GB per image; refused before any image is read."""
+    cat = catalog(tmp_path, ["a", "b"])
+    assert main(["prepare", "--catalog", str(cat), "--out", str(tmp_path / "out"), "--image-size", "100000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'image_size': 100000 is not valid; valid: 8..4096" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_labelled_catalog_whose_votes_are_all_zero_warns(tmp_path, capsys):
+    """Issue 24: such a set trains 'hybrid' with no vote signal; said at prepare, recorded for pretraining."""
+    cat = catalog(tmp_path, ["a", "b", "c"])
+    df = pd.read_parquet(cat)
+    df[SCHEMA.label_cols] = 0.0
+    df.to_parquet(cat)
+    assert prepare(cat, tmp_path / "out") == 0
+    assert "every vote is zero in all 3 rows" in capsys.readouterr().err
+    assert read_manifest(tmp_path / "out")["n_voted"] == 0
+    assert prepare(catalog(tmp_path / "voted", ["a", "b"]), tmp_path / "voted-out") == 0
+    assert "every vote is zero" not in capsys.readouterr().err
+    assert read_manifest(tmp_path / "voted-out")["n_voted"] == 2
