@@ -3,15 +3,16 @@ exists) writes one parquet per input shard, ``shard-000123.tar`` -> ``DIR/shard-
 and, once every shard has its file, ``DIR/_manifest.json`` (rows, first/last id, sha256 and
 bytes per file; written only after checking that every id occurs exactly once).
 
-Processes: under torchrun (or any launcher that sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, such as
-a SLURM array) rank r takes shards r, r+W, r+2W, ... in manifest order; ``--device cuda`` becomes
-``cuda:LOCAL_RANK``. Ranks share no process group, only the folder: every file is written
+Processes: under torchrun, srun or a SLURM array (:func:`hybridssl.distributed.worker_share`) rank r
+of W takes shards r, r+W, r+2W, ... in manifest order; ``--device cuda`` becomes ``cuda:LOCAL_RANK``. Ranks share no process group, only the folder: every file is written
 atomically, so it exists only when complete; a re-run skips shards whose file exists; whichever
 rank finds every file present writes the manifest (the same content if two do). So a rank that
 finishes hours before the slowest waits on no collective timeout, and nothing is torn down.
 
-``DIR/_run.json`` records the command, model and options; a re-run with other ones is refused, so
-one folder never mixes two models. The ``_`` prefix makes pandas/pyarrow skip both JSON files:
+``DIR/_run.json`` records the command, model and options, and the content digests of what the rows
+depend on: every file of the model's export folder (weights, head, config) and the shard set's
+manifest (which holds every shard's sha256); a re-run with any of them changed is refused, naming
+it, so one folder never mixes two models or two versions of a shard set. The ``_`` prefix makes pandas/pyarrow skip both JSON files:
 ``pd.read_parquet(DIR)`` reads all predictions as one table, and ``similar``/``anomalies`` read an
 embeddings folder (:func:`read_embedding_parts`), centred on the whole set's mean.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import sys
@@ -27,6 +29,7 @@ import zlib
 from pathlib import Path
 
 from hybridssl.atomic import atomic_write_text
+from hybridssl.distributed import worker_share
 from hybridssl.shards import is_local, read_manifest, sha256_file, shard_names
 
 OUT_MANIFEST = "_manifest.json"
@@ -43,15 +46,31 @@ def is_survey_out(out: str) -> bool:
 
 
 def ranks() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from the launcher's environment; (0, 1, 0) without one."""
+    """(rank, world size, local rank) of this process's share of the shards; (0, 1, 0) alone."""
     try:
-        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        local = int(os.environ.get("LOCAL_RANK", rank))
+        return worker_share()
     except ValueError as e:
-        raise SurveyError(f"RANK, WORLD_SIZE and LOCAL_RANK must be integers ({e})") from None
-    if not 0 <= rank < world:
-        raise SurveyError(f"RANK={rank} must be in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
-    return rank, world, local
+        raise SurveyError(str(e)) from None
+
+
+def model_digests(model_dir: str) -> dict[str, str]:
+    """{file name: sha256} of every file of an export folder (weights, heads, config.json)."""
+    return {p.name: sha256_file(p) for p in sorted(Path(model_dir).iterdir()) if p.is_file()}
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of a shard set's manifest as read (it lists every shard's sha256 and row count)."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+def _changed(key: str, old, new) -> str:
+    if key == "model_sha256":
+        files = sorted(f for f in {*old, *new} if old.get(f) != new.get(f))
+        return (f"the model's files changed since this folder was started ({', '.join(files)}: another "
+                "checkpoint exported into the same --model folder?)")
+    if key == "shards_manifest_sha256":
+        return "the shard set's manifest changed since this folder was started (re-prepared or edited)"
+    return f"{key}: {old!r} there, {new!r} now"
 
 
 def rank_device(device: str, local_rank: int) -> str:
@@ -72,10 +91,12 @@ def claim(out: Path, run: dict) -> None:
     path = out / RUN_FILE
     if path.is_file():
         old = json.loads(path.read_text())
-        changed = next((k for k in {**old, **run} if old.get(k) != run.get(k)), None)
+        changed = [k for k in {**old, **run} if old.get(k) != run.get(k)]
         if changed:
-            raise SurveyError(f"{out}: holds the outputs of another run ({changed}: {old.get(changed)!r} there, "
-                              f"{run.get(changed)!r} now); re-run that command to finish it, or choose a new --out")
+            why = "; ".join(_changed(k, old.get(k) or {}, run.get(k) or {}) if k.endswith("sha256")
+                            else _changed(k, old.get(k), run.get(k)) for k in changed)
+            raise SurveyError(f"{out}: holds the outputs of another run ({why}); re-run it with what it was "
+                              "started with to finish it, or choose a new --out")
         return
     if out.is_file():
         raise SurveyError(f"--out {out}: is a file; a per-shard output needs a folder")
@@ -114,7 +135,8 @@ def run_shards(args, what: str, model, run: dict, write_part) -> int:
     source = read_manifest(args.shards)
     names = [n for n, s in zip(shard_names(source, args.shards), source["shards"]) if s["n_samples"] > 0]
     where = str(Path(args.shards).resolve()) if is_local(args.shards) else args.shards
-    claim(out, {"command": what, "shards": where, "model": str(Path(args.model).resolve()), **run})
+    claim(out, {"command": what, "shards": where, "model": str(Path(args.model).resolve()), **run,
+                "model_sha256": model_digests(args.model), "shards_manifest_sha256": manifest_digest(source)})
     mine = names[rank::world]
     todo = [n for n in mine if not (out / part_name(n)).exists()]
     print(f"{what}: rank {rank} of {world}: {len(mine)} of {len(names)} shards, {len(mine) - len(todo)} already "

@@ -178,3 +178,62 @@ def test_torchrun_two_processes(setup, tmp_path):
     assert "rank 0 of 2: 2 of 4 shards" in p.stderr and "rank 1 of 2: 2 of 4 shards" in p.stderr
     doc = json.loads((out / OUT_MANIFEST).read_text())
     assert doc["n_rows"] == N and sorted(pd.read_parquet(out).id_str) == sorted(fake_id(i) for i in range(N))
+
+
+def clear_launcher(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+                "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.mark.parametrize("env, share", [
+    ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, [1, 3]),  # srun --ntasks=2, no torchrun
+    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "4"}, [1]),  # --array=4-7
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, [3]),
+])
+def test_srun_and_slurm_array_tasks_write_only_their_share(setup, tmp_path, monkeypatch, capsys, env, share):
+    clear_launcher(monkeypatch)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "slurm"
+    assert predict(setup, f"{out}/") == 0
+    assert sorted(p.name for p in out.glob("*.parquet")) == [PARTS[i] for i in share]
+    assert not (out / OUT_MANIFEST).exists()
+
+
+def test_a_bad_launcher_variable_is_one_line(setup, tmp_path, monkeypatch, capsys):
+    clear_launcher(monkeypatch)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "9"), monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    assert predict(setup, f"{tmp_path / 'x'}/") == 2
+    err = capsys.readouterr().err
+    assert "SLURM_ARRAY_TASK_ID=9" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_with_another_export_in_the_model_folder_is_refused_naming_it(setup, tmp_path, monkeypatch, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(setup["model"], model)
+    out = tmp_path / "out"
+    as_rank(monkeypatch, 0, 2)  # half the shards, then "killed"
+    assert main(["predict", "--model", str(model), "--shards", str(setup["shards"]), "--out", f"{out}/"]) == 0
+    write_export(model, head_dropout=0.3, seed=7)  # another checkpoint exported into the same folder
+    capsys.readouterr()
+    as_rank(monkeypatch, 1, 2)
+    assert main(["predict", "--model", str(model), "--shards", str(setup["shards"]), "--out", f"{out}/"]) == 2
+    err = capsys.readouterr().err
+    assert "the model's files changed" in err and "model.safetensors" in err and "config.json" not in err
+    assert len(err.strip().splitlines()) == 1 and not (out / PARTS[1]).exists()
+
+
+def test_resume_after_the_shard_set_was_re_prepared_is_refused(setup, tmp_path, monkeypatch, capsys):
+    shards = tmp_path / "shards"
+    write_shards(shards, N, labelled=True, n_shards=SHARDS)
+    out = tmp_path / "out"
+    as_rank(monkeypatch, 0, 2)
+    assert predict(setup, f"{out}/", shards=shards) == 0
+    shutil.rmtree(shards)
+    write_shards(shards, N, labelled=True, n_shards=SHARDS, seed=5)  # another catalog, same path
+    capsys.readouterr()
+    as_rank(monkeypatch, 1, 2)
+    assert predict(setup, f"{out}/", shards=shards) == 2
+    err = capsys.readouterr().err
+    assert "the shard set's manifest changed" in err and "model" not in err.split("(", 1)[1]
