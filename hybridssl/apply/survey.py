@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -141,9 +143,9 @@ def run_shards(args, what: str, model, run: dict, write_part) -> int:
     todo = [n for n in mine if not (out / part_name(n)).exists()]
     print(f"{what}: rank {rank} of {world}: {len(mine)} of {len(names)} shards, {len(mine) - len(todo)} already "
           "written", file=sys.stderr)
-    for name in todo:
-        with shard_dataset(args.shards, source, name, model) as dataset:
-            write_part(dataset, name, out / part_name(name))
+    for name, dataset in rank_shards(args, source, todo, model):
+        write_part(dataset, name, out / part_name(name))
+        record_part(out, name)
     missing = [n for n in names if not (out / part_name(n)).exists()]
     if missing:
         print(f"{what}: rank {rank} done; {len(missing)} shard(s) left to other ranks, the last to finish writes "
@@ -153,6 +155,99 @@ def run_shards(args, what: str, model, run: dict, write_part) -> int:
     print(f"{what}: {doc['n_rows']} galaxies in {len(names)} files ({len(todo)} written by rank {rank} in "
           f"{time.perf_counter() - start:.1f} s) -> {out}/ with {OUT_MANIFEST}")
     return 0
+
+
+def rank_shards(args, source: dict, names: list[str], model):
+    """(shard, dataset) for each of ``names``. Local shards: one loader for all of them, so its
+    workers start once and read the next shard while this one's last batches are computed; each
+    shard's part is a :class:`PreBatched` (no batch spans two shards). URLs: one shard at a time,
+    fetched to a temp file."""
+    if not is_local(args.shards):
+        for name in names:
+            with shard_dataset(args.shards, source, name, model) as dataset:
+                yield name, dataset
+        return
+    if not names:
+        return
+    import torch
+
+    from hybridssl.apply.inference import PreBatched
+    from hybridssl.data.indexed import collate_samples
+
+    sizes = {s["name"]: int(s["n_samples"]) for s in source["shards"]}
+    with shard_dataset(args.shards, source, names[0], model) as first:  # the model's checks, once
+        n_answers = first.n_answers
+    chain = ShardChain(args.shards, names, [sizes[n] for n in names])
+    per_shard = [[range(i, min(i + args.batch_size, end)) for i in range(start, end, args.batch_size)]
+                 for start, end in zip(chain.starts, chain.starts[1:])]
+    loader = torch.utils.data.DataLoader(
+        chain, batch_sampler=[b for batches in per_shard for b in batches], num_workers=args.workers,
+        pin_memory=model.fast_gpu, collate_fn=functools.partial(collate_samples, n_answers=n_answers))
+    stream = iter(loader)
+    for name, batches in zip(names, per_shard):
+        yield name, PreBatched(itertools.islice(stream, len(batches)), sizes[name])
+
+
+class ShardChain:
+    """The samples of several shards of one local set as one map-style dataset. A shard is indexed
+    (its tar headers read) only when a process first reads from it, and each process keeps the
+    two it read last: a rank's 1,500 shards are never indexed at once, in the main process or in
+    any worker."""
+
+    def __init__(self, where: str, names: list[str], sizes: list[int]):
+        self.where, self.names = where, names
+        self.starts = list(itertools.accumulate(sizes, initial=0))
+        self._open: dict = {}
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def __getitem__(self, i: int) -> dict:
+        import bisect
+
+        from hybridssl.data import IndexedShards
+
+        s = bisect.bisect_right(self.starts, i) - 1
+        if s not in self._open:
+            if len(self._open) >= 2:
+                self._open.pop(next(iter(self._open)))
+            self._open[s] = IndexedShards(self.where, only=[self.names[s]])
+        return self._open[s][i - self.starts[s]]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_open": {}}
+
+
+PARTS_DIR = "_parts"  # one small JSON per written file: its digest, taken by the rank that wrote it
+
+
+def part_entry(path: Path, shard: str) -> dict:
+    import pyarrow.parquet as pq
+
+    ids = pq.read_table(path, columns=["id_str"]).column("id_str")
+    return {"name": path.name, "shard": shard, "rows": len(ids), "first_id": ids[0].as_py() if len(ids) else None,
+            "last_id": ids[-1].as_py() if len(ids) else None, "sha256": sha256_file(path),
+            "bytes": path.stat().st_size}
+
+
+def record_part(out: Path, shard: str) -> None:
+    """The digest of the file just written, while it is in the page cache; the manifest step reads
+    these instead of hashing every file again on one rank."""
+    (out / PARTS_DIR).mkdir(exist_ok=True)
+    entry = part_entry(out / part_name(shard), shard)
+    atomic_write_text(out / PARTS_DIR / (entry["name"] + ".json"), json.dumps(entry))
+
+
+def recorded_entry(out: Path, shard: str) -> dict:
+    """The part's recorded entry when it still describes the file (same size), else a fresh one
+    (a file from before records, or one replaced since)."""
+    path = out / part_name(shard)
+    record = out / PARTS_DIR / (path.name + ".json")
+    if record.is_file():
+        entry = json.loads(record.read_text())
+        if entry.get("bytes") == path.stat().st_size and entry.get("shard") == shard:
+            return entry
+    return part_entry(path, shard)
 
 
 def write_manifest(out: Path, what: str, source: dict, names: list[str]) -> dict:
@@ -165,13 +260,12 @@ def write_manifest(out: Path, what: str, source: dict, names: list[str]) -> dict
     outputs, chunks = [], []
     for name in names:
         path = out / part_name(name)
-        ids = pq.read_table(path, columns=["id_str"]).column("id_str")
-        if len(ids) != sizes[name]:
-            raise SurveyError(f"{path}: {len(ids)} rows, shard {name} holds {sizes[name]}; delete the file and "
-                              "re-run")
-        outputs.append({"name": path.name, "shard": name, "rows": len(ids), "first_id": ids[0].as_py(),
-                        "last_id": ids[-1].as_py(), "sha256": sha256_file(path), "bytes": path.stat().st_size})
-        chunks += ids.chunks
+        entry = recorded_entry(out, name)
+        if entry["rows"] != sizes[name]:
+            raise SurveyError(f"{path}: {entry['rows']} rows, shard {name} holds {sizes[name]}; delete the file "
+                              "and re-run")
+        outputs.append(entry)
+        chunks += pq.read_table(path, columns=["id_str"]).column("id_str").chunks
     ids = pa.chunked_array(chunks, pa.string())
     if pc.count_distinct(ids).as_py() != len(ids):
         counts = pc.value_counts(ids)
@@ -209,6 +303,7 @@ def run_predict(args) -> int:
 
     args.device = rank_device(args.device, ranks()[2])
     model = open_model(args, "predict", task_head_ok=True)
+    model.use_fast_gpu()
 
     def write(dataset, shard, path):
         torch.manual_seed(shard_seed(args.seed, shard))
@@ -225,6 +320,7 @@ def run_embed(args) -> int:
 
     args.device = rank_device(args.device, ranks()[2])
     model = load_model(args.model, args.device)
+    model.use_fast_gpu()
     metadata = {"source": source_metadata(args), "model": model_metadata(args, model), "normalised": "none"}
 
     def write(dataset, shard, path):

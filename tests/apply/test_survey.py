@@ -45,7 +45,7 @@ def test_one_file_per_shard_equals_the_single_file_and_the_manifest_lists_them(s
     assert predict(setup, f"{tmp_path / 'dir'}/") == 0
     assert f"predict: {N} galaxies in {SHARDS} files" in capsys.readouterr().out
     out = tmp_path / "dir"
-    assert sorted(p.name for p in out.iterdir()) == sorted([*PARTS, OUT_MANIFEST, RUN_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*PARTS, OUT_MANIFEST, RUN_FILE, "_parts"])
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "one.parquet"))
     doc = json.loads((out / OUT_MANIFEST).read_text())
     source = json.loads((setup["shards"] / MANIFEST).read_text())
@@ -237,3 +237,40 @@ def test_resume_after_the_shard_set_was_re_prepared_is_refused(setup, tmp_path, 
     assert predict(setup, f"{out}/", shards=shards) == 2
     err = capsys.readouterr().err
     assert "the shard set's manifest changed" in err and "model" not in err.split("(", 1)[1]
+
+
+def test_one_loader_per_rank_across_its_shards(setup, tmp_path, monkeypatch):
+    """Workers start once per rank, not once per shard; no batch spans two shards."""
+    import torch
+
+    made = []
+
+    class Counting(torch.utils.data.DataLoader):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(torch.utils.data, "DataLoader", Counting)
+    out = tmp_path / "loader"
+    assert predict(setup, f"{out}/", "--workers", "1", "--batch-size", "4") == 0
+    assert len(made) == 1 and made[0]["num_workers"] == 1
+    sizes = [s["n_samples"] for s in json.loads((setup["shards"] / MANIFEST).read_text())["shards"]]
+    spans = [set(b) for b in made[0]["batch_sampler"]]
+    starts = np.cumsum([0, *sizes])
+    assert all(len({int(np.searchsorted(starts, i, "right")) for i in b}) == 1 for b in spans)
+    assert pd.read_parquet(out).id_str.tolist() == [fake_id(i) for i in range(N)]
+
+
+def test_each_file_is_hashed_by_the_rank_that_wrote_it(setup, tmp_path, monkeypatch):
+    from hybridssl.apply import survey
+
+    out = tmp_path / "digests"
+    as_rank(monkeypatch, 1, 2)
+    assert predict(setup, f"{out}/") == 0
+    hashed = []
+    real = survey.sha256_file
+    monkeypatch.setattr(survey, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    as_rank(monkeypatch, 0, 2)
+    assert predict(setup, f"{out}/") == 0  # writes its two files and the manifest
+    assert sorted(h for h in hashed if h.endswith(".parquet")) == [PARTS[0], PARTS[2]]
+    doc = json.loads((out / OUT_MANIFEST).read_text())
+    assert [o["sha256"] for o in doc["outputs"]] == [sha256_file(out / p) for p in PARTS]
