@@ -279,7 +279,8 @@ def write_manifest(out: Path, what: str, source: dict, names: list[str]) -> dict
     return doc
 
 
-def read_survey_manifest(folder: Path, command: str) -> dict:
+def read_survey_manifest(folder: Path, command: str, verify: bool = True) -> dict:
+    """The folder's manifest; with ``verify`` every file is checked against its sha256."""
     path = folder / OUT_MANIFEST
     if not path.is_file():
         raise SurveyError(f"{folder}: no {OUT_MANIFEST}: the run writing it has not finished (re-run the same "
@@ -289,10 +290,14 @@ def read_survey_manifest(folder: Path, command: str) -> dict:
         raise SurveyError(f"{path}: not written by `hybridssl {command} --out DIR/`")
     for o in doc["outputs"]:
         part = folder / str(o["name"])
-        if Path(o["name"]).name != o["name"] or not part.is_file() or sha256_file(part) != o["sha256"]:
-            raise SurveyError(f"{part}: missing or changed since {OUT_MANIFEST} was written (sha256); delete it "
-                              f"and {OUT_MANIFEST}, then re-run `hybridssl {command}`")
+        if Path(o["name"]).name != o["name"] or not part.is_file() or (verify and sha256_file(part) != o["sha256"]):
+            raise_changed(part, command)
     return doc
+
+
+def raise_changed(part: Path, command: str):
+    raise SurveyError(f"{part}: missing or changed since {OUT_MANIFEST} was written (sha256); delete it "
+                      f"and {OUT_MANIFEST}, then re-run `hybridssl {command}`")
 
 
 def run_predict(args) -> int:
@@ -331,19 +336,8 @@ def run_embed(args) -> int:
 
 
 def read_embedding_parts(folder: Path):
-    """An ``embed --out DIR/`` folder as one :class:`Embeddings`, centred on the whole set's mean
-    and L2-normalised (each file holds raw features: a shard's own mean is not the set's)."""
-    import numpy as np
-    import pandas as pd
+    """An ``embed --out DIR/`` folder as one set of embeddings, centred on the whole set's mean and
+    L2-normalised, memory-mapped (:class:`hybridssl.apply.folder_embeddings.FolderEmbeddings`)."""
+    from hybridssl.apply.folder_embeddings import FolderEmbeddings
 
-    from hybridssl.apply.embed import centre_and_normalise
-    from hybridssl.apply.embeddings import Embeddings, read_embeddings
-
-    doc = read_survey_manifest(folder, "embed")
-    parts = [read_embeddings(folder / o["name"]) for o in doc["outputs"]]
-    centre, x = centre_and_normalise(np.concatenate([p.x for p in parts]))
-    metadata = {k: v for k, v in parts[0].metadata.items() if k != "shard"}
-    metadata.update(n=len(x), normalised="centred-l2", centre=[round(float(c), 7) for c in centre],
-                    files=len(parts))
-    return Embeddings([i for p in parts for i in p.ids], x,
-                      pd.concat([p.meta for p in parts], ignore_index=True), metadata)
+    return FolderEmbeddings(folder, read_survey_manifest(folder, "embed", verify=False))

@@ -145,7 +145,7 @@ def test_an_embeddings_folder_reads_as_the_single_file_and_feeds_similar(setup, 
     assert main([*args, "--out", str(tmp_path / "emb.parquet")]) == 0
     assert main([*args, "--out", f"{tmp_path / 'emb'}/"]) == 0
     one, folder = read_embeddings(tmp_path / "emb.parquet"), read_embeddings(tmp_path / "emb")
-    assert folder.ids == one.ids == [fake_id(i) for i in range(N)]
+    assert list(folder.ids) == one.ids == [fake_id(i) for i in range(N)]
     np.testing.assert_allclose(folder.x, one.x, atol=1e-5)  # centred on the whole set, not per shard
     np.testing.assert_allclose(folder.metadata["centre"], one.metadata["centre"], atol=1e-5)
     pd.testing.assert_frame_equal(folder.meta, one.meta)
@@ -274,3 +274,38 @@ def test_each_file_is_hashed_by_the_rank_that_wrote_it(setup, tmp_path, monkeypa
     assert sorted(h for h in hashed if h.endswith(".parquet")) == [PARTS[0], PARTS[2]]
     doc = json.loads((out / OUT_MANIFEST).read_text())
     assert [o["sha256"] for o in doc["outputs"]] == [sha256_file(out / p) for p in PARTS]
+
+
+def test_similar_and_anomalies_read_a_folder_memory_mapped_and_agree_with_the_file(setup, tmp_path, capsys):
+    args = ["embed", "--model", str(setup["model"]), "--shards", str(setup["shards"]), "--batch-size", "5"]
+    assert main([*args, "--out", str(tmp_path / "emb.parquet")]) == 0
+    assert main([*args, "--out", f"{tmp_path / 'emb'}/"]) == 0
+    folder = read_embeddings(tmp_path / "emb")
+    assert isinstance(folder.x, np.memmap) and folder.x.shape[0] == N
+    built = (tmp_path / "emb" / "_features.npy").stat().st_mtime_ns
+    assert read_embeddings(tmp_path / "emb").x.shape[0] == N
+    assert (tmp_path / "emb" / "_features.npy").stat().st_mtime_ns == built  # built once, then mapped
+    assert folder.meta_rows([7, 2, 19]).id_str.tolist() == [fake_id(7), fake_id(2), fake_id(19)]
+    assert folder.rows_of([fake_id(19), fake_id(0)]).tolist() == [19, 0]
+    for kind in ("file", "folder"):
+        src = tmp_path / ("emb.parquet" if kind == "file" else "emb")
+        assert main(["similar", "--embeddings", str(src), "--query", fake_id(3), "--k", "4",
+                     "--out", str(tmp_path / f"sim-{kind}.csv")]) == 0
+        assert main(["similar", "--embeddings", str(src), "--query", fake_id(3), "--k", "4", "--ann",
+                     "--out", str(tmp_path / f"ann-{kind}.csv")]) == 0
+        assert main(["anomalies", "--embeddings", str(src), "--labelled-interesting", f"{fake_id(1)},{fake_id(2)}",
+                     "--negatives", "8", "--out", str(tmp_path / f"anom-{kind}.csv")]) == 0
+    for name in ("sim", "ann", "anom"):
+        a, b = (pd.read_csv(tmp_path / f"{name}-{k}.csv", dtype={"id_str": str}) for k in ("file", "folder"))
+        assert a.id_str.tolist() == b.id_str.tolist()
+        np.testing.assert_allclose(a.iloc[:, 2], b.iloc[:, 2], atol=1e-4)
+
+
+def test_presumed_normal_rows_are_distinct_and_never_the_examples():
+    from hybridssl.apply.anomalies import presumed_normal
+
+    pos = np.array([0, 5, 6, 99])
+    rows = presumed_normal(100, pos, 96, seed=1)
+    assert sorted(rows.tolist()) == sorted(set(range(100)) - set(pos.tolist()))  # all 96 others, once
+    small = presumed_normal(10**8, pos, 50, seed=2)
+    assert len(set(small.tolist())) == 50 and not set(small.tolist()) & set(pos.tolist())
