@@ -11,11 +11,11 @@ RUN    := env LD_PRELOAD="$$(ls $(TCMALLOC_GLOB) 2>/dev/null | head -n1)" PYTHON
 
 .PHONY: install test demo demo-synthetic benchmark-real faults throughput clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt torch torchvision
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	-@ls $(TCMALLOC_GLOB) >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
 	  apt-get install -y -q --no-install-recommends libtcmalloc-minimal4 >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends libtcmalloc-minimal4 >/dev/null 2>&1; } || \

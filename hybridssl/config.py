@@ -8,7 +8,7 @@ so presets (``configs/augment/byol.yaml``) are written once and reused by whole-
 from __future__ import annotations
 
 import os
-import sys
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence, Type, TypeVar
 
@@ -25,15 +25,13 @@ class ConfigError(ValueError):
 
 
 def config_dir() -> Path:
-    """``configs/`` next to the package (editable install) or under ``sys.prefix/share``."""
+    """The shipped ``configs/``: package data ``hybridssl/configs`` (in a checkout, a link to the
+    top-level folder; in a wheel, a copy of it), or ``$HYBRIDSSL_CONFIG_DIR`` when set."""
     env = os.environ.get("HYBRIDSSL_CONFIG_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[1] / "configs",
-                   Path(sys.prefix) / "share" / "hybridssl" / "configs"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise FileNotFoundError(f"configs/ not found in any of {[str(c) for c in candidates]}")
+    found = Path(env) if env else Path(str(files("hybridssl") / "configs"))
+    if not found.is_dir():
+        raise FileNotFoundError(f"configs/ not found at {found}" + ("" if env else "; reinstall hybridssl"))
+    return found
 
 
 def resolve_config_path(name_or_path: str | os.PathLike, kind: str) -> Path:

@@ -52,19 +52,33 @@ def _fit(x: np.ndarray, pos: np.ndarray, neg: np.ndarray):
     from sklearn.linear_model import LogisticRegression
 
     y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-    return LogisticRegression(class_weight="balanced", max_iter=1000).fit(x[np.r_[pos, neg]], y)
+    rows = np.r_[pos, neg]
+    order = np.argsort(rows, kind="stable")  # increasing rows: a memory-mapped read in file order
+    picked = np.empty((len(rows), x.shape[1]), np.float32)
+    picked[order] = x[rows[order]]
+    return LogisticRegression(class_weight="balanced", max_iter=1000).fit(picked, y)
+
+
+SCORE_CHUNK = 1 << 16  # rows scored at a time: a memory-mapped folder is never read whole
+
+
+def presumed_normal(n: int, pos: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` distinct random rows of ``range(n)`` other than ``pos``, without an array of all n."""
+    taken = np.unique(pos)
+    size = min(size, n - len(taken))
+    if size < 1:
+        raise AnomalyError("need at least 1 other galaxy as a presumed-normal example (--negatives)")
+    draw = np.random.default_rng(seed).choice(n - len(taken), size, replace=False)
+    # the i-th row not in ``taken``: shift each draw past the taken rows at or before it
+    return np.sort(draw + np.searchsorted(taken - np.arange(len(taken)), draw, "right"))
 
 
 def interest_scores(x: np.ndarray, pos: np.ndarray, boring: np.ndarray | None, n_presumed: int,
                     seed: int = 0) -> np.ndarray:
     """P(interesting) of every row of ``x``, from ``boring`` negatives or ``n_presumed`` random others."""
-    if boring is not None:
-        return _fit(x, pos, boring).predict_proba(x)[:, 1]
-    rest = np.setdiff1d(np.arange(len(x)), pos)
-    if min(n_presumed, len(rest)) < 1:
-        raise AnomalyError("need at least 1 other galaxy as a presumed-normal example (--negatives)")
-    sample = np.random.default_rng(seed).choice(rest, min(n_presumed, len(rest)), replace=False)
-    return _fit(x, pos, sample).predict_proba(x)[:, 1]
+    neg = boring if boring is not None else presumed_normal(len(x), pos, n_presumed, seed)
+    model = _fit(x, pos, neg)
+    return np.concatenate([model.predict_proba(x[s:s + SCORE_CHUNK])[:, 1] for s in range(0, len(x), SCORE_CHUNK)])
 
 
 def precision_at_k(truth: np.ndarray, ks=REPORT_KS) -> dict[int, float]:
@@ -78,7 +92,7 @@ def _truth(column: pd.Series, name: str) -> np.ndarray:
     if bad.any():
         raise AnomalyError(f"--report-column {name}: values must be 0/1 or boolean, "
                            f"found {column[bad].iloc[0]!r}")
-    return (values.fillna(0) > 0).to_numpy()  # missing counts as not a target
+    return (values.fillna(0) > 0).to_numpy(copy=True)  # missing counts as not a target
 
 
 def add_arguments(parser) -> None:
@@ -105,9 +119,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     emb = read_embeddings(args.embeddings)
-    if args.report_column and args.report_column not in emb.meta.columns:
+    if args.report_column and args.report_column not in emb.meta_columns:
         raise AnomalyError(f"--report-column {args.report_column}: not a column of {args.embeddings} "
-                           f"(columns: {', '.join(c for c in emb.meta.columns if c != 'id_str')})")
+                           f"(columns: {', '.join(c for c in emb.meta_columns if c != 'id_str')})")
     pos = emb.rows_of(read_ids(args.labelled_interesting, "--labelled-interesting"), "interesting id")
     if len(pos) < 2:
         raise AnomalyError(f"--labelled-interesting: need at least 2 galaxies to learn from, got {len(pos)}")
@@ -119,22 +133,29 @@ def run(args) -> int:
             raise AnomalyError(f"labelled both interesting and boring: {', '.join(emb.ids[r] for r in both[:10])}")
     scores = interest_scores(emb.x, pos, boring, args.negatives, args.seed)
     labelled = np.r_[pos, boring if boring is not None else []].astype(np.int64)
-    candidates = np.setdiff1d(np.arange(len(emb.ids)), labelled)
-    if len(candidates) == 0:
+    scores[labelled] = np.nan  # not ranked; NaN sorts last and is cut below
+    n_ranked = len(scores) - len(np.unique(labelled))
+    if n_ranked == 0:
         raise AnomalyError("every galaxy is labelled: nothing left to rank")
-    order = candidates[np.argsort(-scores[candidates], kind="stable")]
-    ranked = pd.concat([pd.DataFrame({"rank": np.arange(1, len(order) + 1), "id_str": [emb.ids[r] for r in order],
-                                      "score": scores[order]}),
-                        emb.meta.iloc[order].drop(columns="id_str").reset_index(drop=True)], axis=1)
+    # the whole ranking only when it is written out; the printout needs the top rows only
+    head = n_ranked if args.out else min(n_ranked, max(args.top, *REPORT_KS))
+    key = -np.nan_to_num(scores, nan=-1.0)
+    best = np.sort(np.argpartition(key, head - 1)[:head]) if head < len(scores) else np.arange(len(scores))
+    order = best[np.argsort(key[best], kind="stable")][:head]  # ties in row order, as a full stable sort
+    ranked = pd.concat([pd.DataFrame({"rank": np.arange(1, len(order) + 1), "score": scores[order]}),
+                        emb.meta_rows(order)], axis=1)[["rank", "id_str", "score", *(
+                            c for c in emb.meta_columns if c != "id_str")]]
     shown = ["rank", "id_str", "score"] + ([args.report_column] if args.report_column else [])
     print(ranked[shown].head(args.top).to_string(index=False, float_format="%.4f"))
     n_neg = len(boring) if boring is not None else min(args.negatives, len(emb.ids) - len(pos))
     print(f"({len(pos)} interesting and {n_neg} {'boring' if boring is not None else 'presumed-normal'} "
-          f"examples; {len(order)} galaxies ranked)")
+          f"examples; {n_ranked} galaxies ranked)")
     if args.report_column:
         truth = _truth(ranked[args.report_column], args.report_column)
-        base = truth.mean()
-        print(f"{args.report_column}: base rate {base:.3f} ({truth.sum()} of {len(truth)} ranked galaxies)")
+        every = _truth(emb.column(args.report_column), args.report_column)
+        every[labelled] = False
+        base = every.sum() / n_ranked
+        print(f"{args.report_column}: base rate {base:.3f} ({every.sum()} of {n_ranked} ranked galaxies)")
         for k, p in precision_at_k(truth).items():
             print(f"  precision@{k:<3d} {p:.3f}" + (f"  ({p / base:.1f}x base rate)" if base > 0 else ""))
     if args.out:
@@ -146,6 +167,6 @@ def run(args) -> int:
         top = ranked.head(args.top)
         titles = [f"#{r} score {s:.3f}\n{i}" for r, s, i in zip(top["rank"], top["score"], top["id_str"])]
         save_montage(args.montage, galaxy_images(emb, order[:len(top)], args.shards), titles,
-                     suptitle=f"top {len(top)} of {len(order)} galaxies ranked by a model of your examples")
+                     suptitle=f"top {len(top)} of {n_ranked} galaxies ranked by a model of your examples")
         print(f"montage -> {args.montage}")
     return 0

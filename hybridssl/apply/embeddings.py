@@ -8,7 +8,7 @@ Two layouts, one reader (:func:`read_embeddings`):
 - ``FILE.npy``: the (n, F) float32 matrix; ``FILE.ids.json`` beside it holds ``ids``, ``meta``
   (column -> values) and ``metadata``.
 - ``DIR/`` from ``embed --out DIR/``: one raw-feature parquet per shard and ``_manifest.json``,
-  read as one set by ``hybridssl.apply.survey.read_embedding_parts``.
+  read as one memory-mapped set (``hybridssl.apply.folder_embeddings``).
 """
 from __future__ import annotations
 
@@ -58,6 +58,18 @@ class Embeddings:
             raise EmbeddingsError(f"{len(missing)} {what}{'s' if len(missing) > 1 else ''} not in the embeddings "
                                   f"file: {shown}{hint}")
         return np.array([self._row[i] for i in ids], dtype=np.int64)
+
+    # what similar/anomalies/montage read, so a memory-mapped folder (folder_embeddings) can serve them
+    def meta_rows(self, rows) -> pd.DataFrame:
+        """The meta columns (``id_str`` first) of ``rows``, in that order."""
+        return self.meta.iloc[list(rows)].reset_index(drop=True)
+
+    @property
+    def meta_columns(self) -> list[str]:
+        return list(self.meta.columns)
+
+    def column(self, name: str) -> pd.Series:
+        return self.meta[name].reset_index(drop=True)
 
 
 def sidecar(path: Path) -> Path:

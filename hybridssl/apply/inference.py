@@ -38,6 +38,7 @@ class ExportedModel:
     info: dict
     device: str = "cpu"
     task_head: Optional[torch.nn.Module] = None  # a finetuned classification/regression head (finetune/export.py)
+    fast_gpu: bool = False  # bf16 autocast and channels_last for the backbone (survey runs on a GPU)
 
     @property
     def image_size(self) -> int:
@@ -60,7 +61,17 @@ class ExportedModel:
     @torch.inference_mode()
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 or (B, in_chans, H, W) float bands -> (B, num_features) float32 pooled features."""
-        return self.backbone(self.transform(images.to(self.device))).float()
+        x = self.transform(images.to(self.device, non_blocking=True))  # non-blocking from pinned batches
+        if not self.fast_gpu:
+            return self.backbone(x).float()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return self.backbone(x.contiguous(memory_format=torch.channels_last)).float()
+
+    def use_fast_gpu(self) -> None:
+        """bf16 autocast and channels_last on a CUDA device; nothing elsewhere (CPU results stay fp32)."""
+        if torch.device(self.device).type == "cuda":
+            self.backbone.to(memory_format=torch.channels_last)
+            self.fast_gpu = True
 
     @torch.inference_mode()
     def concentrations(self, features: torch.Tensor, mc_samples: int = 1) -> torch.Tensor:
@@ -100,10 +111,24 @@ def mc_dropout_rate(model: ExportedModel) -> float:
     return float((model.info.get("head") or {}).get("dropout", 0.0))
 
 
+class PreBatched:
+    """Batches already made, standing in for a dataset: one shard's part of a survey rank's single
+    loader (``hybridssl.apply.survey``). ``len`` is the number of samples."""
+
+    def __init__(self, batches: Iterator[dict], n_samples: int):
+        self.batches, self.n_samples = batches, n_samples
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+
 def batches(dataset, batch_size: int, num_workers: int = 0, desc: str = "") -> Iterator[dict]:
     """Every sample once, in order, batched (the evaluation loader), with a progress bar."""
     from hybridssl.data import make_eval_loader
 
+    if isinstance(dataset, PreBatched):
+        yield from dataset.batches
+        return
     if len(dataset) == 0:
         raise SourceError(f"{desc or 'source'}: no galaxies to process (every catalog row rejected, or an "
                           "empty shard set)")

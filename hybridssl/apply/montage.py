@@ -44,8 +44,8 @@ def galaxy_images(emb, rows, shards: str | None = None) -> list[np.ndarray]:
     shards = shards or (emb.metadata.get("source") or {}).get("shards")
     if shards:
         return images_from_shards(shards, [emb.ids[r] for r in rows])
-    if "path" in emb.meta.columns:
-        return images_from_files(emb.meta["path"].iloc[list(rows)].tolist())
+    if "path" in emb.meta_columns:
+        return images_from_files(emb.meta_rows(rows)["path"].tolist())
     raise MontageError("the embeddings file names no shard set or image paths; pass --shards")
 
 

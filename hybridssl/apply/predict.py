@@ -60,14 +60,28 @@ def task_columns(model, images: torch.Tensor) -> dict[str, np.ndarray]:
     return cols
 
 
+POSTERIOR_THREADS = 2  # the Beta quantiles (scipy, GIL released) of earlier batches run beside the model
+
+
 def column_batches(model, dataset, args):
-    """(batch, prediction columns) for every batch: the finetuned task's, or vote fractions."""
+    """(batch, prediction columns) for every batch, in order: the finetuned task's, or vote fractions.
+    The vote-fraction intervals are computed in a thread pool while the model runs the next batches."""
     if model.task_head is not None:
         for batch in batches(dataset, args.batch_size, args.workers, "predict"):
             yield batch, task_columns(model, batch["image"])
         return
-    for batch, conc in concentration_batches(model, dataset, args, "predict"):
-        yield batch, prediction_columns(model.schema, conc, args.interval)
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(POSTERIOR_THREADS) as pool:
+        pending = deque()
+        for batch, conc in concentration_batches(model, dataset, args, "predict"):
+            pending.append((batch, pool.submit(prediction_columns, model.schema, conc, args.interval)))
+            if len(pending) > POSTERIOR_THREADS:  # bounded: a few batches in flight, not the whole set
+                done, future = pending.popleft()
+                yield done, future.result()
+        for done, future in pending:
+            yield done, future.result()
 
 
 def add_arguments(parser) -> None:

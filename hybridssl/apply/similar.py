@@ -8,7 +8,8 @@ standard library for billion-scale vector search, with CPU wheels for Linux, mac
 Windows; HNSW needs no training step and answers a query by visiting a few thousand vectors
 instead of all of them. Building the graph takes minutes at millions of galaxies, so it is
 saved beside the embeddings file (``FILE.hnsw.faiss``) and reused while it is newer than that
-file. faiss is imported only on this path (``pip install faiss-cpu``).
+file. faiss is imported only on this path (``pip install faiss-cpu``). An ``embed --out DIR/`` folder
+is memory-mapped (``hybridssl.apply.folder_embeddings``): both searches read it a chunk at a time.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.cli import int_at_least
 
 HNSW_M = 32  # graph degree: FAISS's usual choice for recall ~0.95+ at modest memory
+ADD_CHUNK = 1 << 16  # rows copied into the index at a time
 
 
 class SearchError(ValueError):
@@ -64,7 +66,8 @@ def hnsw_index(x: np.ndarray, cache: Path | None = None, newer_than: Path | None
             return index
     index = faiss.IndexHNSWFlat(x.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = 80
-    index.add(np.ascontiguousarray(x, dtype=np.float32))
+    for start in range(0, len(x), ADD_CHUNK):  # from a memory-mapped folder: one chunk in memory at a time
+        index.add(np.ascontiguousarray(x[start:start + ADD_CHUNK], dtype=np.float32))
     if cache is not None:
         try:
             with atomic_path(cache) as tmp:
@@ -118,7 +121,7 @@ def run(args) -> int:
     rows, sims = neighbours(emb, row, min(args.k, len(emb.ids) - 1), index)
     table = pd.concat([pd.DataFrame({"rank": range(len(rows)), "id_str": [emb.ids[r] for r in rows],
                                      "similarity": sims}),
-                       emb.meta.iloc[rows].drop(columns="id_str").reset_index(drop=True)], axis=1)
+                       emb.meta_rows(rows).drop(columns="id_str")], axis=1)
     print(table[["rank", "id_str", "similarity"]].to_string(index=False, float_format="%.4f"))
     print(f"(rank 0 is the query; cosine similarity, {'FAISS HNSW' if ann else 'exact'} search over "
           f"{len(emb.ids)} galaxies)")

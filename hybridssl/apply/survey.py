@@ -3,15 +3,16 @@ exists) writes one parquet per input shard, ``shard-000123.tar`` -> ``DIR/shard-
 and, once every shard has its file, ``DIR/_manifest.json`` (rows, first/last id, sha256 and
 bytes per file; written only after checking that every id occurs exactly once).
 
-Processes: under torchrun (or any launcher that sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, such as
-a SLURM array) rank r takes shards r, r+W, r+2W, ... in manifest order; ``--device cuda`` becomes
-``cuda:LOCAL_RANK``. Ranks share no process group, only the folder: every file is written
+Processes: under torchrun, srun or a SLURM array (:func:`hybridssl.distributed.worker_share`) rank r
+of W takes shards r, r+W, r+2W, ... in manifest order; ``--device cuda`` becomes ``cuda:LOCAL_RANK``. Ranks share no process group, only the folder: every file is written
 atomically, so it exists only when complete; a re-run skips shards whose file exists; whichever
 rank finds every file present writes the manifest (the same content if two do). So a rank that
 finishes hours before the slowest waits on no collective timeout, and nothing is torn down.
 
-``DIR/_run.json`` records the command, model and options; a re-run with other ones is refused, so
-one folder never mixes two models. The ``_`` prefix makes pandas/pyarrow skip both JSON files:
+``DIR/_run.json`` records the command, model and options, and the content digests of what the rows
+depend on: every file of the model's export folder (weights, head, config) and the shard set's
+manifest (which holds every shard's sha256); a re-run with any of them changed is refused, naming
+it, so one folder never mixes two models or two versions of a shard set. The ``_`` prefix makes pandas/pyarrow skip both JSON files:
 ``pd.read_parquet(DIR)`` reads all predictions as one table, and ``similar``/``anomalies`` read an
 embeddings folder (:func:`read_embedding_parts`), centred on the whole set's mean.
 """
@@ -19,6 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
+import hashlib
+import itertools
 import json
 import os
 import sys
@@ -27,6 +31,7 @@ import zlib
 from pathlib import Path
 
 from hybridssl.atomic import atomic_write_text
+from hybridssl.distributed import worker_share
 from hybridssl.shards import is_local, read_manifest, sha256_file, shard_names
 
 OUT_MANIFEST = "_manifest.json"
@@ -43,15 +48,31 @@ def is_survey_out(out: str) -> bool:
 
 
 def ranks() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from the launcher's environment; (0, 1, 0) without one."""
+    """(rank, world size, local rank) of this process's share of the shards; (0, 1, 0) alone."""
     try:
-        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        local = int(os.environ.get("LOCAL_RANK", rank))
+        return worker_share()
     except ValueError as e:
-        raise SurveyError(f"RANK, WORLD_SIZE and LOCAL_RANK must be integers ({e})") from None
-    if not 0 <= rank < world:
-        raise SurveyError(f"RANK={rank} must be in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
-    return rank, world, local
+        raise SurveyError(str(e)) from None
+
+
+def model_digests(model_dir: str) -> dict[str, str]:
+    """{file name: sha256} of every file of an export folder (weights, heads, config.json)."""
+    return {p.name: sha256_file(p) for p in sorted(Path(model_dir).iterdir()) if p.is_file()}
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of a shard set's manifest as read (it lists every shard's sha256 and row count)."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+def _changed(key: str, old, new) -> str:
+    if key == "model_sha256":
+        files = sorted(f for f in {*old, *new} if old.get(f) != new.get(f))
+        return (f"the model's files changed since this folder was started ({', '.join(files)}: another "
+                "checkpoint exported into the same --model folder?)")
+    if key == "shards_manifest_sha256":
+        return "the shard set's manifest changed since this folder was started (re-prepared or edited)"
+    return f"{key}: {old!r} there, {new!r} now"
 
 
 def rank_device(device: str, local_rank: int) -> str:
@@ -72,10 +93,12 @@ def claim(out: Path, run: dict) -> None:
     path = out / RUN_FILE
     if path.is_file():
         old = json.loads(path.read_text())
-        changed = next((k for k in {**old, **run} if old.get(k) != run.get(k)), None)
+        changed = [k for k in {**old, **run} if old.get(k) != run.get(k)]
         if changed:
-            raise SurveyError(f"{out}: holds the outputs of another run ({changed}: {old.get(changed)!r} there, "
-                              f"{run.get(changed)!r} now); re-run that command to finish it, or choose a new --out")
+            why = "; ".join(_changed(k, old.get(k) or {}, run.get(k) or {}) if k.endswith("sha256")
+                            else _changed(k, old.get(k), run.get(k)) for k in changed)
+            raise SurveyError(f"{out}: holds the outputs of another run ({why}); re-run it with what it was "
+                              "started with to finish it, or choose a new --out")
         return
     if out.is_file():
         raise SurveyError(f"--out {out}: is a file; a per-shard output needs a folder")
@@ -114,14 +137,15 @@ def run_shards(args, what: str, model, run: dict, write_part) -> int:
     source = read_manifest(args.shards)
     names = [n for n, s in zip(shard_names(source, args.shards), source["shards"]) if s["n_samples"] > 0]
     where = str(Path(args.shards).resolve()) if is_local(args.shards) else args.shards
-    claim(out, {"command": what, "shards": where, "model": str(Path(args.model).resolve()), **run})
+    claim(out, {"command": what, "shards": where, "model": str(Path(args.model).resolve()), **run,
+                "model_sha256": model_digests(args.model), "shards_manifest_sha256": manifest_digest(source)})
     mine = names[rank::world]
     todo = [n for n in mine if not (out / part_name(n)).exists()]
     print(f"{what}: rank {rank} of {world}: {len(mine)} of {len(names)} shards, {len(mine) - len(todo)} already "
           "written", file=sys.stderr)
-    for name in todo:
-        with shard_dataset(args.shards, source, name, model) as dataset:
-            write_part(dataset, name, out / part_name(name))
+    for name, dataset in rank_shards(args, source, todo, model):
+        write_part(dataset, name, out / part_name(name))
+        record_part(out, name)
     missing = [n for n in names if not (out / part_name(n)).exists()]
     if missing:
         print(f"{what}: rank {rank} done; {len(missing)} shard(s) left to other ranks, the last to finish writes "
@@ -131,6 +155,99 @@ def run_shards(args, what: str, model, run: dict, write_part) -> int:
     print(f"{what}: {doc['n_rows']} galaxies in {len(names)} files ({len(todo)} written by rank {rank} in "
           f"{time.perf_counter() - start:.1f} s) -> {out}/ with {OUT_MANIFEST}")
     return 0
+
+
+def rank_shards(args, source: dict, names: list[str], model):
+    """(shard, dataset) for each of ``names``. Local shards: one loader for all of them, so its
+    workers start once and read the next shard while this one's last batches are computed; each
+    shard's part is a :class:`PreBatched` (no batch spans two shards). URLs: one shard at a time,
+    fetched to a temp file."""
+    if not is_local(args.shards):
+        for name in names:
+            with shard_dataset(args.shards, source, name, model) as dataset:
+                yield name, dataset
+        return
+    if not names:
+        return
+    import torch
+
+    from hybridssl.apply.inference import PreBatched
+    from hybridssl.data.indexed import collate_samples
+
+    sizes = {s["name"]: int(s["n_samples"]) for s in source["shards"]}
+    with shard_dataset(args.shards, source, names[0], model) as first:  # the model's checks, once
+        n_answers = first.n_answers
+    chain = ShardChain(args.shards, names, [sizes[n] for n in names])
+    per_shard = [[range(i, min(i + args.batch_size, end)) for i in range(start, end, args.batch_size)]
+                 for start, end in zip(chain.starts, chain.starts[1:])]
+    loader = torch.utils.data.DataLoader(
+        chain, batch_sampler=[b for batches in per_shard for b in batches], num_workers=args.workers,
+        pin_memory=model.fast_gpu, collate_fn=functools.partial(collate_samples, n_answers=n_answers))
+    stream = iter(loader)
+    for name, batches in zip(names, per_shard):
+        yield name, PreBatched(itertools.islice(stream, len(batches)), sizes[name])
+
+
+class ShardChain:
+    """The samples of several shards of one local set as one map-style dataset. A shard is indexed
+    (its tar headers read) only when a process first reads from it, and each process keeps the
+    two it read last: a rank's 1,500 shards are never indexed at once, in the main process or in
+    any worker."""
+
+    def __init__(self, where: str, names: list[str], sizes: list[int]):
+        self.where, self.names = where, names
+        self.starts = list(itertools.accumulate(sizes, initial=0))
+        self._open: dict = {}
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def __getitem__(self, i: int) -> dict:
+        import bisect
+
+        from hybridssl.data import IndexedShards
+
+        s = bisect.bisect_right(self.starts, i) - 1
+        if s not in self._open:
+            if len(self._open) >= 2:
+                self._open.pop(next(iter(self._open)))
+            self._open[s] = IndexedShards(self.where, only=[self.names[s]])
+        return self._open[s][i - self.starts[s]]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_open": {}}
+
+
+PARTS_DIR = "_parts"  # one small JSON per written file: its digest, taken by the rank that wrote it
+
+
+def part_entry(path: Path, shard: str) -> dict:
+    import pyarrow.parquet as pq
+
+    ids = pq.read_table(path, columns=["id_str"]).column("id_str")
+    return {"name": path.name, "shard": shard, "rows": len(ids), "first_id": ids[0].as_py() if len(ids) else None,
+            "last_id": ids[-1].as_py() if len(ids) else None, "sha256": sha256_file(path),
+            "bytes": path.stat().st_size}
+
+
+def record_part(out: Path, shard: str) -> None:
+    """The digest of the file just written, while it is in the page cache; the manifest step reads
+    these instead of hashing every file again on one rank."""
+    (out / PARTS_DIR).mkdir(exist_ok=True)
+    entry = part_entry(out / part_name(shard), shard)
+    atomic_write_text(out / PARTS_DIR / (entry["name"] + ".json"), json.dumps(entry))
+
+
+def recorded_entry(out: Path, shard: str) -> dict:
+    """The part's recorded entry when it still describes the file (same size), else a fresh one
+    (a file from before records, or one replaced since)."""
+    path = out / part_name(shard)
+    record = out / PARTS_DIR / (path.name + ".json")
+    if record.is_file():
+        entry = json.loads(record.read_text())
+        if entry.get("bytes") == path.stat().st_size and entry.get("shard") == shard:
+            return entry
+    return part_entry(path, shard)
 
 
 def write_manifest(out: Path, what: str, source: dict, names: list[str]) -> dict:
@@ -143,13 +260,12 @@ def write_manifest(out: Path, what: str, source: dict, names: list[str]) -> dict
     outputs, chunks = [], []
     for name in names:
         path = out / part_name(name)
-        ids = pq.read_table(path, columns=["id_str"]).column("id_str")
-        if len(ids) != sizes[name]:
-            raise SurveyError(f"{path}: {len(ids)} rows, shard {name} holds {sizes[name]}; delete the file and "
-                              "re-run")
-        outputs.append({"name": path.name, "shard": name, "rows": len(ids), "first_id": ids[0].as_py(),
-                        "last_id": ids[-1].as_py(), "sha256": sha256_file(path), "bytes": path.stat().st_size})
-        chunks += ids.chunks
+        entry = recorded_entry(out, name)
+        if entry["rows"] != sizes[name]:
+            raise SurveyError(f"{path}: {entry['rows']} rows, shard {name} holds {sizes[name]}; delete the file "
+                              "and re-run")
+        outputs.append(entry)
+        chunks += pq.read_table(path, columns=["id_str"]).column("id_str").chunks
     ids = pa.chunked_array(chunks, pa.string())
     if pc.count_distinct(ids).as_py() != len(ids):
         counts = pc.value_counts(ids)
@@ -163,7 +279,8 @@ def write_manifest(out: Path, what: str, source: dict, names: list[str]) -> dict
     return doc
 
 
-def read_survey_manifest(folder: Path, command: str) -> dict:
+def read_survey_manifest(folder: Path, command: str, verify: bool = True) -> dict:
+    """The folder's manifest; with ``verify`` every file is checked against its sha256."""
     path = folder / OUT_MANIFEST
     if not path.is_file():
         raise SurveyError(f"{folder}: no {OUT_MANIFEST}: the run writing it has not finished (re-run the same "
@@ -173,10 +290,14 @@ def read_survey_manifest(folder: Path, command: str) -> dict:
         raise SurveyError(f"{path}: not written by `hybridssl {command} --out DIR/`")
     for o in doc["outputs"]:
         part = folder / str(o["name"])
-        if Path(o["name"]).name != o["name"] or not part.is_file() or sha256_file(part) != o["sha256"]:
-            raise SurveyError(f"{part}: missing or changed since {OUT_MANIFEST} was written (sha256); delete it "
-                              f"and {OUT_MANIFEST}, then re-run `hybridssl {command}`")
+        if Path(o["name"]).name != o["name"] or not part.is_file() or (verify and sha256_file(part) != o["sha256"]):
+            raise_changed(part, command)
     return doc
+
+
+def raise_changed(part: Path, command: str):
+    raise SurveyError(f"{part}: missing or changed since {OUT_MANIFEST} was written (sha256); delete it "
+                      f"and {OUT_MANIFEST}, then re-run `hybridssl {command}`")
 
 
 def run_predict(args) -> int:
@@ -187,6 +308,7 @@ def run_predict(args) -> int:
 
     args.device = rank_device(args.device, ranks()[2])
     model = open_model(args, "predict", task_head_ok=True)
+    model.use_fast_gpu()
 
     def write(dataset, shard, path):
         torch.manual_seed(shard_seed(args.seed, shard))
@@ -203,6 +325,7 @@ def run_embed(args) -> int:
 
     args.device = rank_device(args.device, ranks()[2])
     model = load_model(args.model, args.device)
+    model.use_fast_gpu()
     metadata = {"source": source_metadata(args), "model": model_metadata(args, model), "normalised": "none"}
 
     def write(dataset, shard, path):
@@ -213,19 +336,8 @@ def run_embed(args) -> int:
 
 
 def read_embedding_parts(folder: Path):
-    """An ``embed --out DIR/`` folder as one :class:`Embeddings`, centred on the whole set's mean
-    and L2-normalised (each file holds raw features: a shard's own mean is not the set's)."""
-    import numpy as np
-    import pandas as pd
+    """An ``embed --out DIR/`` folder as one set of embeddings, centred on the whole set's mean and
+    L2-normalised, memory-mapped (:class:`hybridssl.apply.folder_embeddings.FolderEmbeddings`)."""
+    from hybridssl.apply.folder_embeddings import FolderEmbeddings
 
-    from hybridssl.apply.embed import centre_and_normalise
-    from hybridssl.apply.embeddings import Embeddings, read_embeddings
-
-    doc = read_survey_manifest(folder, "embed")
-    parts = [read_embeddings(folder / o["name"]) for o in doc["outputs"]]
-    centre, x = centre_and_normalise(np.concatenate([p.x for p in parts]))
-    metadata = {k: v for k, v in parts[0].metadata.items() if k != "shard"}
-    metadata.update(n=len(x), normalised="centred-l2", centre=[round(float(c), 7) for c in centre],
-                    files=len(parts))
-    return Embeddings([i for p in parts for i in p.ids], x,
-                      pd.concat([p.meta for p in parts], ignore_index=True), metadata)
+    return FolderEmbeddings(folder, read_survey_manifest(folder, "embed", verify=False))

@@ -26,6 +26,7 @@ RANGES = {
     "trainer.accumulate_grad_batches": "[1, inf)", "trainer.gradient_clip_val": "[0, inf)",
     "trainer.log_every_n_steps": "[1, inf)", "trainer.checkpoint_every_n_steps": "[1, inf)",
     "trainer.keep_checkpoints": "-1 or [1, inf)", "trainer.ddp_timeout_s": "[1, inf)",
+    "trainer.requeue_check_every_n_steps": "[1, inf)",
     "data.prefetch_factor": "[1, inf)",
 }
 
@@ -63,6 +64,7 @@ class TrainerConfig:
     progress_bar: bool = MISSING
     sync_batchnorm: bool = MISSING    # GPU only; ignored on CPU
     ddp_timeout_s: int = MISSING      # a rank waiting this long for a dead peer fails the job
+    requeue_check_every_n_steps: int = MISSING  # SLURM jobs: steps between agreeing on the requeue signal
 
 
 @dataclass

@@ -21,7 +21,8 @@ LAUNCH_DIR = "launches"
 # launched. trainer.max_steps has its own warning (a run may be extended).
 NOT_COMPARED = ("out_dir", "resume", "resume_allow_changes", "trainer.max_steps", "trainer.progress_bar",
                 "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.keep_checkpoints",
-                "trainer.ddp_timeout_s", "data.num_workers", "data.pin_memory", "data.persistent_workers",
+                "trainer.ddp_timeout_s", "trainer.requeue_check_every_n_steps", "data.num_workers", "data.pin_memory",
+                "data.persistent_workers",
                 "data.prefetch_factor")
 
 

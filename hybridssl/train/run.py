@@ -1,11 +1,13 @@
 """``pretrain(cfg)``: build the Lightning Trainer for this launch, resume if asked, train, checkpoint.
 
 Launch geometry comes from the environment when ``trainer.devices``/``num_nodes`` are ``auto``:
-``torchrun`` (``WORLD_SIZE``/``LOCAL_WORLD_SIZE``), SLURM ``srun`` (``SLURM_NTASKS``/``SLURM_NNODES``,
-through Lightning's SLURMEnvironment with auto-requeue: on the sbatch template's ``--signal=SIGUSR1``
-it writes ``out_dir/hpc_ckpt_N.ckpt`` and runs ``scontrol requeue``; ``resume=auto`` then continues
-from that checkpoint when it is the newest), else one process per GPU or a single CPU process. ``out_dir`` must be on a filesystem every
-rank sees: rank 0 writes the checkpoints and every rank reads the one it resumes from.
+``torchrun`` (``WORLD_SIZE``/``LOCAL_WORLD_SIZE``; also inside a SLURM job, where Lightning picks its
+torchelastic environment first), SLURM ``srun`` without torchrun (``SLURM_NTASKS``/``SLURM_NNODES``,
+Lightning's SLURMEnvironment), else one process per GPU or a single CPU process. In a SLURM job the
+requeue signal (the sbatch template's ``--signal=SIGUSR1@300``) is handled by
+:class:`~hybridssl.train.requeue.RequeueOnSignal`, never inside the signal handler. ``out_dir`` must
+be on a filesystem every rank sees: rank 0 writes the checkpoints and every rank reads the one it
+resumes from.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Optional
 
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.plugins.environments import SLURMEnvironment
+from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy
@@ -36,6 +38,7 @@ from hybridssl.train.config import PretrainConfig, TrainerConfig, resolve_images
 from hybridssl.train.guards import FiniteGuard
 from hybridssl.train.launches import check_resume_config, check_weight_shapes, record_launch
 from hybridssl.train.module import CHECKPOINT_KEY, PretrainModule
+from hybridssl.train.requeue import RequeueOnSignal, hpc_checkpoints
 from hybridssl.train.resume import ExactResume
 from hybridssl.train.throughput import StepThroughput
 
@@ -48,11 +51,16 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
 
 
+def slurm_launched() -> bool:
+    """True when ``srun`` started these processes itself (not torchrun inside a SLURM job)."""
+    return SLURMEnvironment.detect() and not TorchElasticEnvironment.detect()
+
+
 def launch_geometry(t: TrainerConfig) -> tuple[str, int, int, bool]:
-    """(accelerator, devices per node, num_nodes, under SLURM) for this launch."""
+    """(accelerator, devices per node, num_nodes, launched by srun) for this launch."""
     accelerator = {"auto": "gpu" if torch.cuda.is_available() else "cpu", "cuda": "gpu"}.get(t.accelerator,
                                                                                           t.accelerator)
-    env, slurm = os.environ, SLURMEnvironment.detect()
+    env, slurm = os.environ, slurm_launched()
     if "LOCAL_WORLD_SIZE" in env and "WORLD_SIZE" in env:  # torchrun
         local = int(env["LOCAL_WORLD_SIZE"])
         nodes = int(env["WORLD_SIZE"]) // local
@@ -66,7 +74,10 @@ def launch_geometry(t: TrainerConfig) -> tuple[str, int, int, bool]:
     return accelerator, devices, num_nodes, slurm
 
 
-def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume) -> pl.Trainer:
+def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume, requeue: RequeueOnSignal) -> pl.Trainer:
+    """``requeue`` is added in a SLURM job, whichever launcher; the SLURM environment plugin only when
+    srun launched the processes (under torchrun, Lightning's own choice is torchelastic), and with
+    Lightning's in-handler requeue off."""
     t, out = cfg.trainer, Path(cfg.out_dir)
     accelerator, devices, num_nodes, slurm = launch_geometry(t)
     if accelerator == "gpu":
@@ -85,11 +96,10 @@ def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume) -> pl.Trainer:
         strategy=strategy, precision="32-true" if str(t.precision) == "32" else str(t.precision),
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
         log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
-        sync_batchnorm=t.sync_batchnorm and accelerator == "gpu",  # SyncBatchNorm over gloo is unreliable
         callbacks=[exact_resume, FiniteGuard(), checkpoints, LearningRateMonitor(logging_interval="step"),
-                   StepThroughput()],
+                   StepThroughput(), *([requeue] if "SLURM_JOB_ID" in os.environ else [])],
         logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard")],
-        plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=True)] if slurm else [])],
+        plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if slurm else [])],
         default_root_dir=out, use_distributed_sampler=False,
         num_sanity_val_steps=0, enable_model_summary=False)
 
@@ -120,15 +130,30 @@ def resume_checkpoint(cfg: PretrainConfig) -> Optional[Path]:
 def newest_with_requeue(out: Path, step_checkpoint: Optional[Path]) -> Optional[Path]:
     """``step_checkpoint``, or Lightning's SLURM requeue checkpoint (``out/hpc_ckpt_N.ckpt``, highest
     N, written atomically on the requeue signal) when that one has trained further."""
-    numbered = [(int(p.stem.rsplit("_", 1)[1]), p) for p in out.glob("hpc_ckpt_*.ckpt")
-                if p.stem.rsplit("_", 1)[1].isdigit()]
+    numbered = hpc_checkpoints(out)
     if not numbered:
         return step_checkpoint
-    hpc = max(numbered)[1]
+    hpc = numbered[max(numbered)]
     if step_checkpoint is None:
         return hpc
     step_of = lambda p: int(load_checkpoint(p, mmap=True).get("global_step", 0))  # noqa: E731
     return hpc if step_of(hpc) > step_of(step_checkpoint) else step_checkpoint
+
+
+ONLINE_PARTS = ("backbone", "projection", "prediction", "head")
+
+
+def sync_online_batchnorm(model: torch.nn.Module) -> list[str]:
+    """SyncBatchNorm in the online network's parts that have BatchNorm; the momentum target keeps
+    its own (it is never trained, and syncing it adds collectives to every forward). Returns the
+    converted parts."""
+    converted = []
+    for name in ONLINE_PARTS:
+        part = getattr(model, name, None)
+        if part is not None and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in part.modules()):
+            setattr(model, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(part))
+            converted.append(name)
+    return converted
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -181,16 +206,18 @@ def _pretrain_locked(cfg: PretrainConfig, rank: int) -> Optional[Path]:
             print(f"random init (mode=scratch) checkpoint: {final}", flush=True)
         return final
 
-    exact_resume = ExactResume()
-    trainer = build_trainer(cfg, exact_resume)
+    exact_resume, requeue = ExactResume(), RequeueOnSignal(out, cfg.trainer.requeue_check_every_n_steps)
+    trainer = build_trainer(cfg, exact_resume, requeue)
     module = PretrainModule(cfg, schema, bands)
+    if cfg.trainer.sync_batchnorm and trainer.world_size > 1 and trainer.strategy.root_device.type == "cuda":
+        sync_online_batchnorm(module.model)  # SyncBatchNorm over gloo is unreliable: GPU only
     if resume_from is not None:
         check_weight_shapes(resume_from, load_checkpoint(resume_from, mmap=True)["state_dict"], module)
     torch.manual_seed(derive_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
     exact_resume.loader = build_train_loader(cfg.data, schema, rank=trainer.global_rank,
                                              world_size=trainer.world_size)
     trainer.fit(module, train_dataloaders=exact_resume.loader, ckpt_path=resume_from)
-    if trainer.interrupted:
+    if trainer.interrupted or requeue.saved is not None:
         return None
     final = out / CHECKPOINT_DIR / checkpoint_name(trainer.global_step)
     if trainer.global_step % cfg.trainer.checkpoint_every_n_steps:  # ModelCheckpoint saved the others

@@ -45,7 +45,7 @@ def test_one_file_per_shard_equals_the_single_file_and_the_manifest_lists_them(s
     assert predict(setup, f"{tmp_path / 'dir'}/") == 0
     assert f"predict: {N} galaxies in {SHARDS} files" in capsys.readouterr().out
     out = tmp_path / "dir"
-    assert sorted(p.name for p in out.iterdir()) == sorted([*PARTS, OUT_MANIFEST, RUN_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*PARTS, OUT_MANIFEST, RUN_FILE, "_parts"])
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(tmp_path / "one.parquet"))
     doc = json.loads((out / OUT_MANIFEST).read_text())
     source = json.loads((setup["shards"] / MANIFEST).read_text())
@@ -145,7 +145,7 @@ def test_an_embeddings_folder_reads_as_the_single_file_and_feeds_similar(setup, 
     assert main([*args, "--out", str(tmp_path / "emb.parquet")]) == 0
     assert main([*args, "--out", f"{tmp_path / 'emb'}/"]) == 0
     one, folder = read_embeddings(tmp_path / "emb.parquet"), read_embeddings(tmp_path / "emb")
-    assert folder.ids == one.ids == [fake_id(i) for i in range(N)]
+    assert list(folder.ids) == one.ids == [fake_id(i) for i in range(N)]
     np.testing.assert_allclose(folder.x, one.x, atol=1e-5)  # centred on the whole set, not per shard
     np.testing.assert_allclose(folder.metadata["centre"], one.metadata["centre"], atol=1e-5)
     pd.testing.assert_frame_equal(folder.meta, one.meta)
@@ -178,3 +178,134 @@ def test_torchrun_two_processes(setup, tmp_path):
     assert "rank 0 of 2: 2 of 4 shards" in p.stderr and "rank 1 of 2: 2 of 4 shards" in p.stderr
     doc = json.loads((out / OUT_MANIFEST).read_text())
     assert doc["n_rows"] == N and sorted(pd.read_parquet(out).id_str) == sorted(fake_id(i) for i in range(N))
+
+
+def clear_launcher(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+                "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.mark.parametrize("env, share", [
+    ({"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, [1, 3]),  # srun --ntasks=2, no torchrun
+    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "4"}, [1]),  # --array=4-7
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, [3]),
+])
+def test_srun_and_slurm_array_tasks_write_only_their_share(setup, tmp_path, monkeypatch, capsys, env, share):
+    clear_launcher(monkeypatch)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "slurm"
+    assert predict(setup, f"{out}/") == 0
+    assert sorted(p.name for p in out.glob("*.parquet")) == [PARTS[i] for i in share]
+    assert not (out / OUT_MANIFEST).exists()
+
+
+def test_a_bad_launcher_variable_is_one_line(setup, tmp_path, monkeypatch, capsys):
+    clear_launcher(monkeypatch)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "9"), monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    assert predict(setup, f"{tmp_path / 'x'}/") == 2
+    err = capsys.readouterr().err
+    assert "SLURM_ARRAY_TASK_ID=9" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_with_another_export_in_the_model_folder_is_refused_naming_it(setup, tmp_path, monkeypatch, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(setup["model"], model)
+    out = tmp_path / "out"
+    as_rank(monkeypatch, 0, 2)  # half the shards, then "killed"
+    assert main(["predict", "--model", str(model), "--shards", str(setup["shards"]), "--out", f"{out}/"]) == 0
+    write_export(model, head_dropout=0.3, seed=7)  # another checkpoint exported into the same folder
+    capsys.readouterr()
+    as_rank(monkeypatch, 1, 2)
+    assert main(["predict", "--model", str(model), "--shards", str(setup["shards"]), "--out", f"{out}/"]) == 2
+    err = capsys.readouterr().err
+    assert "the model's files changed" in err and "model.safetensors" in err and "config.json" not in err
+    assert len(err.strip().splitlines()) == 1 and not (out / PARTS[1]).exists()
+
+
+def test_resume_after_the_shard_set_was_re_prepared_is_refused(setup, tmp_path, monkeypatch, capsys):
+    shards = tmp_path / "shards"
+    write_shards(shards, N, labelled=True, n_shards=SHARDS)
+    out = tmp_path / "out"
+    as_rank(monkeypatch, 0, 2)
+    assert predict(setup, f"{out}/", shards=shards) == 0
+    shutil.rmtree(shards)
+    write_shards(shards, N, labelled=True, n_shards=SHARDS, seed=5)  # another catalog, same path
+    capsys.readouterr()
+    as_rank(monkeypatch, 1, 2)
+    assert predict(setup, f"{out}/", shards=shards) == 2
+    err = capsys.readouterr().err
+    assert "the shard set's manifest changed" in err and "model" not in err.split("(", 1)[1]
+
+
+def test_one_loader_per_rank_across_its_shards(setup, tmp_path, monkeypatch):
+    """Workers start once per rank, not once per shard; no batch spans two shards."""
+    import torch
+
+    made = []
+
+    class Counting(torch.utils.data.DataLoader):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(torch.utils.data, "DataLoader", Counting)
+    out = tmp_path / "loader"
+    assert predict(setup, f"{out}/", "--workers", "1", "--batch-size", "4") == 0
+    assert len(made) == 1 and made[0]["num_workers"] == 1
+    sizes = [s["n_samples"] for s in json.loads((setup["shards"] / MANIFEST).read_text())["shards"]]
+    spans = [set(b) for b in made[0]["batch_sampler"]]
+    starts = np.cumsum([0, *sizes])
+    assert all(len({int(np.searchsorted(starts, i, "right")) for i in b}) == 1 for b in spans)
+    assert pd.read_parquet(out).id_str.tolist() == [fake_id(i) for i in range(N)]
+
+
+def test_each_file_is_hashed_by_the_rank_that_wrote_it(setup, tmp_path, monkeypatch):
+    from hybridssl.apply import survey
+
+    out = tmp_path / "digests"
+    as_rank(monkeypatch, 1, 2)
+    assert predict(setup, f"{out}/") == 0
+    hashed = []
+    real = survey.sha256_file
+    monkeypatch.setattr(survey, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    as_rank(monkeypatch, 0, 2)
+    assert predict(setup, f"{out}/") == 0  # writes its two files and the manifest
+    assert sorted(h for h in hashed if h.endswith(".parquet")) == [PARTS[0], PARTS[2]]
+    doc = json.loads((out / OUT_MANIFEST).read_text())
+    assert [o["sha256"] for o in doc["outputs"]] == [sha256_file(out / p) for p in PARTS]
+
+
+def test_similar_and_anomalies_read_a_folder_memory_mapped_and_agree_with_the_file(setup, tmp_path, capsys):
+    args = ["embed", "--model", str(setup["model"]), "--shards", str(setup["shards"]), "--batch-size", "5"]
+    assert main([*args, "--out", str(tmp_path / "emb.parquet")]) == 0
+    assert main([*args, "--out", f"{tmp_path / 'emb'}/"]) == 0
+    folder = read_embeddings(tmp_path / "emb")
+    assert isinstance(folder.x, np.memmap) and folder.x.shape[0] == N
+    built = (tmp_path / "emb" / "_features.npy").stat().st_mtime_ns
+    assert read_embeddings(tmp_path / "emb").x.shape[0] == N
+    assert (tmp_path / "emb" / "_features.npy").stat().st_mtime_ns == built  # built once, then mapped
+    assert folder.meta_rows([7, 2, 19]).id_str.tolist() == [fake_id(7), fake_id(2), fake_id(19)]
+    assert folder.rows_of([fake_id(19), fake_id(0)]).tolist() == [19, 0]
+    for kind in ("file", "folder"):
+        src = tmp_path / ("emb.parquet" if kind == "file" else "emb")
+        assert main(["similar", "--embeddings", str(src), "--query", fake_id(3), "--k", "4",
+                     "--out", str(tmp_path / f"sim-{kind}.csv")]) == 0
+        assert main(["similar", "--embeddings", str(src), "--query", fake_id(3), "--k", "4", "--ann",
+                     "--out", str(tmp_path / f"ann-{kind}.csv")]) == 0
+        assert main(["anomalies", "--embeddings", str(src), "--labelled-interesting", f"{fake_id(1)},{fake_id(2)}",
+                     "--negatives", "8", "--out", str(tmp_path / f"anom-{kind}.csv")]) == 0
+    for name in ("sim", "ann", "anom"):
+        a, b = (pd.read_csv(tmp_path / f"{name}-{k}.csv", dtype={"id_str": str}) for k in ("file", "folder"))
+        assert a.id_str.tolist() == b.id_str.tolist()
+        np.testing.assert_allclose(a.iloc[:, 2], b.iloc[:, 2], atol=1e-4)
+
+
+def test_presumed_normal_rows_are_distinct_and_never_the_examples():
+    from hybridssl.apply.anomalies import presumed_normal
+
+    pos = np.array([0, 5, 6, 99])
+    rows = presumed_normal(100, pos, 96, seed=1)
+    assert sorted(rows.tolist()) == sorted(set(range(100)) - set(pos.tolist()))  # all 96 others, once
+    small = presumed_normal(10**8, pos, 50, seed=2)
+    assert len(set(small.tolist())) == 50 and not set(small.tolist()) & set(pos.tolist())
