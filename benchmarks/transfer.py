@@ -338,7 +338,8 @@ def benchmark(cfg: BenchmarkConfig) -> dict[str, Path]:
     backbones = {name: _backbone_info(path) for name, path in cfg.backbones.items()}
     pixel = pixel_features(cfg, task)
     for name, x in pixel.items():
-        backbones[name] = {"architecture": None, "mode": "baseline", "hash": _hash(x.tolist()), "description": BASELINE_KINDS[name]}
+        backbones[name] = {"architecture": None, "mode": "baseline", "hash": _hash(x.tolist()),
+                           "description": BASELINE_KINDS[name]}
     prov = provenance(cfg, task, backbones)
     notes = [f"Task `{cfg.label_column}` ({', '.join(task.classes)}) from `{cfg.task}`: {len(task.train_rows)} train / "
              f"{len(task.test_rows)} test galaxies.",

@@ -98,7 +98,8 @@ def markdown(results: dict, budgets: Sequence[int], kinds: dict[str, str], n_gal
                  "|---|" + "---:|" * (len(budgets) + 3)]
         for g, v in pairs:
             m = dby[g, v, MEAN]
-            lines.append(f"| {g} − {v} | " + " | ".join(f"{dby[g, v, str(b)]['auc_difference']:+.3f}" for b in budgets)
+            per_budget = " | ".join(f"{dby[g, v, str(b)]['auc_difference']:+.3f}" for b in budgets)
+            lines.append(f"| {g} − {v} | {per_budget}"
                          + f" | {_iv(m['auc_difference'], m['auc_lo'], m['auc_hi'], True)}"
                          + f" | {m['auc_fraction_above_0']:.2f}"
                          + f" | {_iv(m['accuracy_difference'], m['accuracy_lo'], m['accuracy_hi'], True)} |")

@@ -208,7 +208,8 @@ def write_reports(out_dir: str | os.PathLike, cells: list[dict], budgets: Sequen
     paths = {k: out / f for k, f in [("json", "results.json"), ("csv", "results.csv"),
                                       ("modes_csv", "results_modes.csv"), ("differences_csv", "results_differences.csv"),
                                       ("md", "results.md"), ("png", "label_curve.png")]}
-    doc = {**provenance, **(extra or {}), "summary": summary.to_dict(orient="records"), "modes": mode_rows, "differences": diff_rows,
+    doc = {**provenance, **(extra or {}), "summary": summary.to_dict(orient="records"), "modes": mode_rows,
+           "differences": diff_rows,
            "cells": [{k: v for k, v in c.items() if k != "test_pred"} for c in sorted(cells, key=cell_key)]}
     atomic_write_text(paths["json"], json.dumps(_json_safe(doc), indent=1, sort_keys=True))
     atomic_write_text(paths["csv"], summary.to_csv(index=False))
