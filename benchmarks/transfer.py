@@ -1,6 +1,17 @@
 """``hybridssl benchmark``: the low-label transfer benchmark of exported backbones.
 
-The grid is backbone x seed x label budget x protocol. Per backbone, frozen features are
+Every table has the baselines as rows (``baselines``): the photometric baseline and the colours
+measured from the task's pixels (``hybridssl.evaluate.photometric``) and the random init of the
+backbones' architecture (``hybridssl.evaluate.random_init``; a backbone named ``scratch`` is taken
+as the random init when given).
+
+The headline (``repeated``, for small tasks): repeated class-balanced draws over every galaxy of
+the task, train and test splits together, the same draws for every row; ROC AUC, accuracy and
+log-loss with a bootstrap over galaxies and draws (``hybridssl.evaluate.repeated``); the
+per-galaxy predictions go to ``predictions.parquet``. ``repeated.draws=0`` turns it off.
+
+The second, optional part is the task's fixed train/test split (``protocols``; ``[]`` = off).
+Its grid is backbone x seed x label budget x protocol. Per backbone, frozen features are
 extracted once (and cached on disk); per seed, one stratified ordering of the training split
 gives nested budgets. Each finished cell is appended to ``out_dir/cells.jsonl``; a re-run
 with the same settings skips it, so a killed benchmark resumes where it stopped. A cell keeps
@@ -27,6 +38,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import numpy as np
+import pandas as pd
 import sklearn
 import timm
 import torch
@@ -36,19 +48,28 @@ from tqdm import tqdm
 
 import hybridssl
 from hybridssl import export
+from hybridssl.atomic import atomic_path, atomic_write_text
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
 from hybridssl.data import read_meta
 from hybridssl.evaluate.bootstrap import BootstrapConfig, groups
+from hybridssl.evaluate.draws import balanced_draws, check_draw_budgets
 from hybridssl.evaluate.features import backbone_hash, extract_features
 from hybridssl.evaluate.finetune import FinetuneConfig, finetune
 from hybridssl.evaluate.metrics import classification_scores
+from hybridssl.evaluate.photometric import pixel_baselines
 from hybridssl.evaluate.probes import KnnConfig, LinearProbeConfig, knn_probe, linear_probe
+from hybridssl.evaluate.random_init import write_random_init
+from hybridssl.evaluate.repeated import PREDICTIONS, RepeatedConfig, markdown, predict_draws, summarise
 from hybridssl.evaluate.report import append_cell, cell_key, load_cells, write_reports
 from hybridssl.evaluate.subsets import budget_size, check_budgets, nested_subsets
 from hybridssl.outputs import check_outputs
 from hybridssl.shards import MANIFEST, ShardError, sha256_file
 
 PROTOCOLS = ("linear", "knn", "finetune")
+BASELINES = ("photometric", "colour", "random_init")
+PIXEL_BASELINES = ("photometric", "colour")
+BASELINE_KINDS = {"photometric": "8 numbers from the pixels", "colour": "2 colours from the pixels",
+                  "random_init": "random init"}
 
 
 @dataclass
@@ -61,7 +82,8 @@ class BenchmarkConfig:
     test_split: str = MISSING
     budgets: List[Union[int, str]] = MISSING  # label counts, or "all"
     seeds: List[int] = MISSING
-    protocols: List[str] = MISSING           # any of linear, knn, finetune
+    protocols: List[str] = MISSING           # fixed-split grid: any of linear, knn, finetune; [] = off
+    baselines: List[str] = MISSING           # rows of every table: any of photometric, colour, random_init
     augment: str = MISSING                   # eval preprocessing preset (configs/augment/)
     batch_size: int = MISSING
     num_workers: int = MISSING
@@ -73,13 +95,20 @@ class BenchmarkConfig:
     knn: KnnConfig = field(default_factory=KnnConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    repeated: RepeatedConfig = field(default_factory=RepeatedConfig)
 
     def validate(self) -> None:
         if not self.backbones:
             raise ConfigError("config key 'backbones' is empty; give name=DIR pairs, e.g. backbones.hybrid=runs/export")
         bad = [p for p in self.protocols if p not in PROTOCOLS]
-        if bad or not self.protocols:
-            raise ConfigError(f"config key 'protocols': {bad or 'empty'}; valid choices: {list(PROTOCOLS)}")
+        if bad or not (self.protocols or self.repeated.draws):
+            raise ConfigError(f"config key 'protocols': {bad or 'empty, and repeated.draws is 0'}; valid choices: "
+                              f"{list(PROTOCOLS)}")
+        bad = [b for b in self.baselines if b not in BASELINES]
+        if bad:
+            raise ConfigError(f"config key 'baselines': {bad}; valid choices: {list(BASELINES)}")
+        if self.repeated.draws < 0:
+            raise ConfigError(f"config key 'repeated.draws': {self.repeated.draws} must be >= 0 (0 = off)")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"config key 'seeds': {self.seeds} must be a non-empty list of distinct integers")
         if self.device not in ("cpu", "cuda", "auto"):
@@ -162,8 +191,9 @@ def _backbone_info(path: str) -> dict:
             **{k: info.get(k) for k in ("architecture", "num_features", "image_size", "schema", "schema_hash", "mode")}}
 
 
-def run_grid(cfg: BenchmarkConfig, task: Task, backbones: dict) -> list[dict]:
-    """Run every cell not already in ``out_dir/cells.jsonl``; return all cells of this grid."""
+def run_grid(cfg: BenchmarkConfig, task: Task, backbones: dict, pixel: dict[str, np.ndarray]) -> list[dict]:
+    """Run every cell not already in ``out_dir/cells.jsonl``; return all cells of this grid. ``pixel``:
+    the features of the pixel baselines (probed like a backbone's; they have nothing to fine-tune)."""
     n_classes = len(task.classes)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     out = Path(cfg.out_dir)
@@ -174,11 +204,11 @@ def run_grid(cfg: BenchmarkConfig, task: Task, backbones: dict) -> list[dict]:
         return _hash([backbones[name]["hash"], protocol, to_dict(getattr(cfg, protocol)), *task_fp])
 
     done = {cell_key(c): c for c in load_cells(out)}
-    grid = [(name, seed, budget, protocol) for name in cfg.backbones for seed in cfg.seeds
-            for budget in cfg.budgets for protocol in cfg.protocols]
+    grid = [(name, seed, budget, protocol) for name in [*cfg.backbones, *pixel] for seed in cfg.seeds
+            for budget in cfg.budgets for protocol in cfg.protocols if not (name in pixel and protocol == "finetune")]
     cells = []
-    bar = tqdm(total=len(grid), desc="benchmark cells", unit="cell")
-    features, subsets = {}, {}
+    bar = tqdm(total=len(grid), desc="benchmark cells", unit="cell", disable=not sys.stderr.isatty())
+    features, subsets = dict(pixel), {}
     for name, seed, budget, protocol in grid:
         fp = fingerprint(name, protocol)
         prior = done.get((name, protocol, str(budget), seed))
@@ -234,21 +264,108 @@ def provenance(cfg: BenchmarkConfig, task: Task, backbones: dict) -> dict:
             "schema_hashes": sorted({b["schema_hash"] for b in backbones.values() if b.get("schema_hash")})}
 
 
+def add_random_init(cfg: BenchmarkConfig) -> Optional[str]:
+    """The name of the random-init row: ``scratch`` when given, else ``random_init``, an export of the
+    first backbone's architecture at its seeded random initialisation (``repeated.seed``) added to
+    ``cfg.backbones``; None when the config asks for no random init and gives no scratch."""
+    if "scratch" in cfg.backbones:
+        return "scratch"
+    if "random_init" not in cfg.baselines:
+        return None
+    if "random_init" in cfg.backbones:
+        raise ConfigError("config key 'backbones.random_init': the name is taken by the random-init baseline; "
+                          "rename the backbone, or drop random_init from 'baselines'")
+    like = next(iter(cfg.backbones.values()))
+    cfg.backbones["random_init"] = str(write_random_init(like, Path(cfg.out_dir) / "exports" / "random_init",
+                                                         cfg.repeated.seed))
+    return "random_init"
+
+
+def pixel_features(cfg: BenchmarkConfig, task: Task) -> dict[str, np.ndarray]:
+    """The requested pixel baselines, rows aligned with the task's samples."""
+    wanted = [b for b in cfg.baselines if b in PIXEL_BASELINES]
+    if not wanted:
+        return {}
+    ids, feats = pixel_baselines(cfg.task, cfg.batch_size)
+    if ids != task.ids:
+        raise ShardError(f"{cfg.task}: the images are not in meta.json's order; run `hybridssl verify {cfg.task}`")
+    return {b: feats[b] for b in wanted}
+
+
+def run_repeated(cfg: BenchmarkConfig, task: Task, pixel: dict[str, np.ndarray], random_name: Optional[str]
+                 ) -> tuple[list[str], dict]:
+    """The headline design over every galaxy of the task: its markdown and its JSON part; writes
+    ``predictions.parquet``."""
+    rows = np.sort(np.concatenate([task.train_rows, task.test_rows]))
+    y, ids, rc = task.y[rows], [task.ids[i] for i in rows], cfg.repeated
+    draws = balanced_draws(y, rc.draws, rc.budgets, rc.seed)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out_dir) / "features"
+    frames = []
+    for tta in ([False, True] if rc.tta else [False]):
+        for name, path in cfg.backbones.items():
+            x = _aligned(extract_features(path, cfg.task, cache, cfg.augment, cfg.batch_size, cfg.num_workers,
+                                          device, desc=name, tta=tta), task)
+            frames.append(predict_draws(name, x[rows], y, ids, task.classes, draws, rc.probe, tta))
+    for name, x in pixel.items():  # invariant to rotations and flips: the same rows serve the D4 table
+        plain = predict_draws(name, x[rows], y, ids, task.classes, draws, rc.probe, False)
+        frames += [plain] + ([plain.assign(tta=True)] if rc.tta else [])
+    pred = pd.concat(frames, ignore_index=True)
+    path = Path(cfg.out_dir) / PREDICTIONS
+    with atomic_path(path) as tmp:
+        pred.to_parquet(tmp, index=False)
+    against = [n for n in ("photometric", random_name) if n and (n in pixel or n in cfg.backbones)]
+    results = summarise(pred, task.classes, against, [*pixel, *([random_name] if random_name else [])],
+                        cfg.bootstrap)
+    kinds = {**{b: BASELINE_KINDS[b] for b in pixel}, **({random_name: "random init"} if random_name else {})}
+    md = markdown(results, rc.budgets, kinds, len(rows), rc.draws, cfg.bootstrap)
+    doc = {"design": {"draws": rc.draws, "budgets": list(rc.budgets), "n_galaxies": int(len(rows)),
+                      "class_counts": np.bincount(y, minlength=len(task.classes)).tolist(),
+                      "n_test_per_draw": int(len(draws[0].test)), "predictions": PREDICTIONS},
+           **{("tta" if tta else "plain"): {"scores": r, "differences": d} for tta, (r, d) in results.items()}}
+    return md, doc
+
+
 def benchmark(cfg: BenchmarkConfig) -> dict[str, Path]:
-    """The whole benchmark: check the config against the data, run the grid, write the reports."""
+    """The whole benchmark: check the config against the data, run the designs, write the reports."""
     cfg.backbones = {name: resolve_backbone(name, path, cfg.out_dir) for name, path in cfg.backbones.items()}
-    backbones = {name: _backbone_info(path) for name, path in cfg.backbones.items()}
     task = load_task(cfg, read_meta(cfg.task))
-    check_budgets(cfg.budgets, len(task.train_rows), len(task.classes), where=f" of {cfg.task}")
-    cells = run_grid(cfg, task, backbones)
+    if cfg.repeated.draws:
+        check_draw_budgets(cfg.repeated.budgets, task.y[np.concatenate([task.train_rows, task.test_rows])],
+                           where=f" of {cfg.task}")
+    if cfg.protocols:
+        check_budgets(cfg.budgets, len(task.train_rows), len(task.classes), where=f" of {cfg.task}")
+    random_name = add_random_init(cfg)
+    backbones = {name: _backbone_info(path) for name, path in cfg.backbones.items()}
+    pixel = pixel_features(cfg, task)
+    for name, x in pixel.items():
+        backbones[name] = {"architecture": None, "mode": "baseline", "hash": _hash(x.tolist()),
+                           "description": BASELINE_KINDS[name]}
     prov = provenance(cfg, task, backbones)
     notes = [f"Task `{cfg.label_column}` ({', '.join(task.classes)}) from `{cfg.task}`: {len(task.train_rows)} train / "
-             f"{len(task.test_rows)} test galaxies; seeds {list(cfg.seeds)}; protocols {', '.join(cfg.protocols)}.",
-             "Backbones: " + ", ".join(f"{n} ({b['architecture']}, {b['mode']})" for n, b in backbones.items()) + ".",
-             "Modes (backbones named MODE_seedK are the pretraining seeds of MODE): "
-             + "; ".join(f"{g} = {', '.join(m)}" for g, m in groups(backbones).items()) + "."]
-    return write_reports(cfg.out_dir, cells, cfg.budgets, task.y[task.test_rows], cfg.bootstrap, prov, cfg.title,
-                         notes)
+             f"{len(task.test_rows)} test galaxies.",
+             "Backbones: " + ", ".join(f"{n} ({b['architecture']}, {b['mode']})" for n, b in backbones.items()
+                                       if n not in pixel) + ".",
+             "Baselines: " + (", ".join(f"{n} ({BASELINE_KINDS[n]})" for n in pixel) or "none from the pixels")
+             + (f"; {random_name} is the random init" if random_name else "; no random init") + "."]
+    headline, extra = run_repeated(cfg, task, pixel, random_name) if cfg.repeated.draws else ([], {})
+    if not cfg.protocols:
+        out = Path(cfg.out_dir)
+        paths = {"json": out / "results.json", "md": out / "results.md", "predictions": out / PREDICTIONS}
+        atomic_write_text(paths["json"], json.dumps({**prov, "repeated": extra}, indent=1, sort_keys=True, default=str))
+        atomic_write_text(paths["md"], "\n".join([f"# {cfg.title}", "", *notes, "", *headline]))
+        return paths
+    if cfg.bootstrap.reference not in cfg.backbones and random_name:
+        cfg.bootstrap.reference = random_name
+    cells = run_grid(cfg, task, backbones, pixel)
+    notes.append(f"Fixed split: seeds {list(cfg.seeds)}; protocols {', '.join(cfg.protocols)}; modes (backbones "
+                 "named MODE_seedK are the pretraining seeds of MODE): "
+                 + "; ".join(f"{g} = {', '.join(m)}" for g, m in groups(backbones).items()) + ".")
+    paths = write_reports(cfg.out_dir, cells, cfg.budgets, task.y[task.test_rows], cfg.bootstrap, prov, cfg.title,
+                          notes, headline=headline, extra={"repeated": extra} if extra else {})
+    if extra:
+        paths["predictions"] = Path(cfg.out_dir) / PREDICTIONS
+    return paths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,5 +381,6 @@ def run(args: argparse.Namespace) -> int:
                   {"task": cfg.task, **{f"backbones.{k}": v for k, v in cfg.backbones.items()}}, folder_outputs=True)
     paths = benchmark(cfg)
     print(paths["md"].read_text())
-    print(f"label curve: {paths['png']}")
+    if "png" in paths:
+        print(f"label curve: {paths['png']}")
     return 0

@@ -23,7 +23,8 @@ def test_real_demo_pipeline_tiny(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                HSSL=str(Path(sys.executable).with_name("hybridssl")),
                DEMO_LIMIT="16", DEMO_SIZE="32", DEMO_WORKERS="1", PRETRAIN_ARGS=TINY_PRETRAIN,
-               BENCHMARK_ARGS="budgets=[4,all] seeds=[0,1] linear.cv_folds=2 knn.k=3")
+               BENCHMARK_ARGS=("budgets=[4,all] seeds=[0,1] linear.cv_folds=2 knn.k=3 repeated.draws=3 "
+                               "repeated.budgets=[4,8] repeated.probe.cv_folds=2 bootstrap.draws=200"))
     out = tmp_path / "demo"
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "demo.sh"), str(out)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -36,10 +37,15 @@ def test_real_demo_pipeline_tiny(tmp_path):
     # same id system (GZ1 objids) only; every pool against both tasks, by image: tests/data_prep/test_overlaps.py
     assert not pretrained & set(mergers.id_str)
 
-    for task in ("rings", "mergers"):
+    for task in ("rings", "mergers"):  # scratch is the random init; the pixel baselines are rows too
         results = json.loads((out / "benchmark" / task / "results.json").read_text())
-        assert {c["backbone"] for c in results["cells"]} == set(MODES)
+        assert {c["backbone"] for c in results["cells"]} == {*MODES, "photometric", "colour"}
         assert {c["budget"] for c in results["cells"]} >= {4}
+        assert {r["group"] for r in results["repeated"]["plain"]["scores"]} == {*MODES, "photometric", "colour"}
+        predictions = pd.read_parquet(out / "benchmark" / task / "predictions.parquet")
+        assert set(predictions.draw) == {0, 1, 2} and set(predictions.budget) == {4, 8}
+        headline = (out / "benchmark" / task / "results.md").read_text().split("## Repeated splits: paired", 1)[0]
+        assert headline.split("## Repeated class-balanced splits", 1)[1] in proc.stdout  # the table is printed
     for mode in MODES:
         assert json.loads((out / "export" / mode / "config.json").read_text())["mode"] == mode
 

@@ -104,12 +104,14 @@ def compare_groups(cells: Sequence[dict], y_test: np.ndarray, budgets: Sequence,
     every group is compared as ``group - reference`` with the reference group."""
     budgets = [str(b) for b in budgets]
     seeds = sorted({int(c["seed"]) for c in cells})
-    members = groups(list(dict.fromkeys(c["backbone"] for c in cells)))
+    everyone = groups(list(dict.fromkeys(c["backbone"] for c in cells)))
     n_labels = {str(c["budget"]): int(c["n_labels"]) for c in cells}
-    draws = draw(len(y_test), len(seeds), {g: len(m) for g, m in members.items()}, cfg.draws, cfg.seed)
+    draws = draw(len(y_test), len(seeds), {g: len(m) for g, m in everyone.items()}, cfg.draws, cfg.seed)
     acc_rows, diff_rows = [], []
     for protocol in dict.fromkeys(c["protocol"] for c in cells):
         mine = [c for c in cells if c["protocol"] == protocol]
+        # pixel baselines have no fine-tuned cells: each protocol ranks the groups it has
+        members = groups(list(dict.fromkeys(c["backbone"] for c in mine)))
         point, boot = {}, {}  # group -> {budget: mean}, {budget: (draws,)}
         for g, m in members.items():
             correct = {b: correctness(mine, y_test, m, seeds, b) for b in budgets}

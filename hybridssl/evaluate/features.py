@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,10 +58,11 @@ def eval_transform(info: dict, preset: str):
 
 def extract_features(backbone_dir: str | os.PathLike, shard_dir: str | os.PathLike,
                      cache_dir: str | os.PathLike, augment_preset: str, batch_size: int,
-                     num_workers: int = 0, device: str = "cpu", desc: str = "") -> Features:
-    """Pooled backbone features of every sample, from the cache when it has them."""
+                     num_workers: int = 0, device: str = "cpu", desc: str = "", tta: bool = False) -> Features:
+    """Pooled backbone features of every sample, from the cache when it has them; ``tta``: the mean
+    of the features of the 8 rotations/flips (D4) of each image."""
     transform, preprocessing = eval_transform(export.read_export_info(backbone_dir), augment_preset)
-    key = cache_key(backbone_dir, shard_dir, preprocessing)
+    key = cache_key(backbone_dir, shard_dir, {**preprocessing, **({"tta": "d4"} if tta else {})})
     path = Path(cache_dir) / f"{key}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
@@ -71,8 +73,10 @@ def extract_features(backbone_dir: str | os.PathLike, shard_dir: str | os.PathLi
     transform = transform.to(device)
     with torch.inference_mode():
         for batch in tqdm(image_batches(shard_dir, batch_size, num_workers), desc=f"features {desc}".strip(),
-                          unit="batch", leave=False):
-            xs.append(model(transform(batch["image"].to(device))).float().cpu().numpy())
+                          unit="batch", leave=False, disable=not sys.stderr.isatty()):
+            images = batch["image"].to(device)
+            views = d4_views(images) if tta else [images]
+            xs.append(torch.stack([model(transform(v)).float() for v in views]).mean(0).cpu().numpy())
             ids += batch["id_str"]
     feats = Features(ids=ids, x=np.concatenate(xs).astype(np.float32), key=key)
     buf = io.BytesIO()
@@ -80,6 +84,12 @@ def extract_features(backbone_dir: str | os.PathLike, shard_dir: str | os.PathLi
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(buf.getvalue())
     return feats
+
+
+def d4_views(images: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 rotations and flips of square images (..., H, W): the symmetries of the square."""
+    turns = [torch.rot90(images, k, dims=(-2, -1)) for k in range(4)]
+    return turns + [t.flip(-1) for t in turns]
 
 
 def image_batches(shard_dir, batch_size: int, num_workers: int = 0, indices=None, shuffle_seed=None):

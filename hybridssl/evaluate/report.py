@@ -147,8 +147,10 @@ def modes_markdown(modes: pd.DataFrame, diffs: pd.DataFrame, budgets: Sequence, 
 
 
 def results_markdown(summary: pd.DataFrame, modes: pd.DataFrame, diffs: pd.DataFrame, budgets: Sequence,
-                     cfg: BootstrapConfig, title: str, notes: Sequence[str]) -> str:
-    parts = [f"# {title}", "", *notes, "", *modes_markdown(modes, diffs, budgets, cfg)]
+                     cfg: BootstrapConfig, title: str, notes: Sequence[str], headline: Sequence[str] = ()) -> str:
+    """``headline`` (markdown lines, e.g. the repeated-splits tables) comes before the fixed split's tables."""
+    fixed = ["# The task's fixed train/test split", ""] if headline else []
+    parts = [f"# {title}", "", *notes, "", *headline, *fixed, *modes_markdown(modes, diffs, budgets, cfg)]
     n_seeds = int(summary.n_seeds.max())
     for metric in METRICS:
         if f"{metric}_mean" in summary and summary[f"{metric}_mean"].notna().any():
@@ -192,7 +194,8 @@ def plot_label_curve(modes: pd.DataFrame, path: str | os.PathLike, confidence: f
 
 
 def write_reports(out_dir: str | os.PathLike, cells: list[dict], budgets: Sequence, y_test: np.ndarray,
-                  cfg: BootstrapConfig, provenance: dict, title: str, notes: Sequence[str]) -> dict[str, Path]:
+                  cfg: BootstrapConfig, provenance: dict, title: str, notes: Sequence[str],
+                  headline: Sequence[str] = (), extra: dict | None = None) -> dict[str, Path]:
     """results.json (the cells without their per-galaxy predictions, the summaries and ``provenance``),
     results.csv (per backbone), results_modes.csv and results_differences.csv (bootstrap by mode),
     results.md and label_curve.png; returns their paths."""
@@ -205,13 +208,15 @@ def write_reports(out_dir: str | os.PathLike, cells: list[dict], budgets: Sequen
     paths = {k: out / f for k, f in [("json", "results.json"), ("csv", "results.csv"),
                                       ("modes_csv", "results_modes.csv"), ("differences_csv", "results_differences.csv"),
                                       ("md", "results.md"), ("png", "label_curve.png")]}
-    doc = {**provenance, "summary": summary.to_dict(orient="records"), "modes": mode_rows, "differences": diff_rows,
+    doc = {**provenance, **(extra or {}), "summary": summary.to_dict(orient="records"), "modes": mode_rows,
+           "differences": diff_rows,
            "cells": [{k: v for k, v in c.items() if k != "test_pred"} for c in sorted(cells, key=cell_key)]}
     atomic_write_text(paths["json"], json.dumps(_json_safe(doc), indent=1, sort_keys=True))
     atomic_write_text(paths["csv"], summary.to_csv(index=False))
     atomic_write_text(paths["modes_csv"], modes.assign(backbones=modes.backbones.str.join(" ")).to_csv(index=False))
     atomic_write_text(paths["differences_csv"], diffs.to_csv(index=False))
-    atomic_write_text(paths["md"], results_markdown(summary, modes, diffs, budgets, cfg, title, notes))
+    atomic_write_text(paths["md"], results_markdown(summary, modes, diffs, budgets, cfg, title, notes,
+                                                                headline))
     plot_label_curve(modes, paths["png"], cfg.confidence, title=title)
     return paths
 

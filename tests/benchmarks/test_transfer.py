@@ -16,6 +16,9 @@ from benchmarks.transfer import BenchmarkConfig, benchmark
 
 DEMO = config_dir() / "benchmark" / "demo.yaml"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+# these tests pin the fixed train/test split's grid alone; tests/benchmarks/test_repeated.py covers the
+# repeated-draws headline and the baselines
+FIXED_ONLY = ["repeated.draws=0", "baselines=[]"]
 
 
 def _task(tmp_path, n=48, n_train=32, seed=0):
@@ -25,7 +28,7 @@ def _task(tmp_path, n=48, n_train=32, seed=0):
 
 
 def _cfg(tmp_path, task, backbones, *extra) -> BenchmarkConfig:
-    args = [f"task={task}", f"out_dir={tmp_path / 'bench'}", "batch_size=16", "budgets=[4,all]", *extra,
+    args = [f"task={task}", f"out_dir={tmp_path / 'bench'}", "batch_size=16", "budgets=[4,all]", *FIXED_ONLY, *extra,
             *[f"backbones.{k}={v}" for k, v in backbones.items()]]
     return load_config(BenchmarkConfig, DEMO, args)
 
@@ -50,7 +53,7 @@ def test_help_lists_the_options(capsys):
 
 def test_budget_larger_than_train_split_is_an_error_naming_the_key(tmp_path, task, bb, capsys):
     rc = main(["benchmark", "--config", str(DEMO), f"task={task}", f"out_dir={tmp_path / 'b'}",
-               f"backbones.scratch={bb}", "budgets=[10,1000]"])
+               f"backbones.scratch={bb}", "budgets=[10,1000]", *FIXED_ONLY])
     err = capsys.readouterr().err
     assert rc == 2
     assert "'budgets'" in err and "1000" in err and "(32 rows" in err and "Traceback" not in err
@@ -130,7 +133,7 @@ def test_rerun_skips_finished_cells_and_redoes_only_missing_or_changed(tmp_path,
 
     changed = load_config(BenchmarkConfig, DEMO, [f"task={task}", f"out_dir={tmp_path / 'bench'}", "batch_size=16",
                                                   f"backbones.scratch={bb}", "budgets=[4,all]", "seeds=[0,1]",
-                                                  "protocols=[linear,knn]", "linear.Cs=[0.5]"])
+                                                  "protocols=[linear,knn]", "linear.Cs=[0.5]", *FIXED_ONLY])
     benchmark(changed)
     assert sorted(calls) == ["features"] + ["linear_probe"] * 4  # knn cells still valid; features from cache
 
@@ -141,7 +144,7 @@ def test_pretraining_seeds_are_grouped_by_mode_with_paired_intervals_in_every_re
                  "hybrid_seed1": write_export(tmp_path / "h1", image_size=32, seed=2),
                  "scratch": scratch, "copy": scratch}  # the same backbone twice: a difference of exactly 0
     assert main(["benchmark", "--config", str(DEMO), f"task={task}", f"out_dir={tmp_path / 'bench'}",
-                 "batch_size=16", "budgets=[4,all]", "seeds=[0,1]", "protocols=[linear]", "bootstrap.draws=300",
+                 "batch_size=16", "budgets=[4,all]", "seeds=[0,1]", "protocols=[linear]", "bootstrap.draws=300", *FIXED_ONLY,
                  *[f"backbones.{k}={v}" for k, v in backbones.items()]]) == 0
     out, bench = capsys.readouterr().out, tmp_path / "bench"
     doc = json.loads((bench / "results.json").read_text())
@@ -184,7 +187,7 @@ def test_real_images_smooth_vs_featured_through_prepare(tmp_path, capsys):
                  "--image-size", "64", "--keep-columns", "label,split", "--workers", "1"]) == 0
     bb = write_export(tmp_path / "export" / "random_init", image_size=64)
     rc = main(["benchmark", "--config", str(DEMO), f"task={tmp_path / 'shards'}", f"out_dir={tmp_path / 'bench'}",
-               f"backbones.random_init={bb}", "label_column=label", "budgets=[6,12,all]", "seeds=[0,1,2]"])
+               f"backbones.random_init={bb}", "label_column=label", "budgets=[6,12,all]", "seeds=[0,1,2]", *FIXED_ONLY])
     out = capsys.readouterr().out
     assert rc == 0, out
     n_train = int((rows.split == "train").sum())
