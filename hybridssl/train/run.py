@@ -36,6 +36,7 @@ from hybridssl.train.config import PretrainConfig, TrainerConfig, resolve_images
 from hybridssl.train.guards import FiniteGuard
 from hybridssl.train.launches import check_resume_config, check_weight_shapes, record_launch
 from hybridssl.train.module import CHECKPOINT_KEY, PretrainModule
+from hybridssl.train.progress import progress_callbacks, shows_progress
 from hybridssl.train.resume import ExactResume
 from hybridssl.train.throughput import StepThroughput
 
@@ -84,10 +85,11 @@ def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume) -> pl.Trainer:
         max_steps=t.max_steps, max_epochs=-1, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
         strategy=strategy, precision="32-true" if str(t.precision) == "32" else str(t.precision),
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
-        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
+        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=shows_progress(t, slurm),
+        benchmark=accelerator == "gpu",  # cudnn.benchmark: fixed shapes, the fastest kernels
         sync_batchnorm=t.sync_batchnorm and accelerator == "gpu",  # SyncBatchNorm over gloo is unreliable
         callbacks=[exact_resume, FiniteGuard(), checkpoints, LearningRateMonitor(logging_interval="step"),
-                   StepThroughput()],
+                   StepThroughput(), *progress_callbacks(t, slurm)],
         logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard")],
         plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=True)] if slurm else [])],
         default_root_dir=out, use_distributed_sampler=False,
