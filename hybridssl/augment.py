@@ -141,6 +141,16 @@ class TwoViews(nn.Module):
             K.RandomSolarize(thresholds=0.0, additions=0.0, p=cfg.solarize_p[view]),  # threshold exactly 0.5
         )
 
+    def _apply(self, fn, *args, **kwargs):
+        """Moving the views to a GPU moves Kornia's random generators there too; the blur's stay on
+        the host, because Kornia reads each drawn sigma back to check it is positive (a host sync
+        per call when drawn on the GPU; the CPU draw is copied over without waiting)."""
+        out = super()._apply(fn, *args, **kwargs)
+        for op in self.modules():
+            if isinstance(op, K.RandomGaussianBlur):
+                op.set_rng_device_and_dtype(torch.device("cpu"), torch.float32)
+        return out
+
     def _undistorted(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] != self._checked_size:  # image size is only known at the first batch
             self.cfg.check_image_size(min(images.shape[-2:]))
