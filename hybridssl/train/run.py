@@ -26,7 +26,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from hybridssl.atomic import atomic_write_text
 from hybridssl.config import ConfigError, to_yaml
-from hybridssl.data import build_train_loader
+from hybridssl.data.memory import build_loader
 from hybridssl.locks import dir_lock
 from hybridssl.distributed import derive_seed, rank_and_world_size
 from hybridssl.schema import load_schema
@@ -189,8 +189,8 @@ def _pretrain_locked(cfg: PretrainConfig, rank: int) -> Optional[Path]:
     if resume_from is not None:
         check_weight_shapes(resume_from, load_checkpoint(resume_from, mmap=True)["state_dict"], module)
     torch.manual_seed(derive_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
-    exact_resume.loader = build_train_loader(cfg.data, schema, rank=trainer.global_rank,
-                                             world_size=trainer.world_size)
+    exact_resume.loader = build_loader(cfg.data, schema, trainer.strategy.root_device, rank=trainer.global_rank,
+                                       world_size=trainer.world_size)
     trainer.fit(module, train_dataloaders=exact_resume.loader, ckpt_path=resume_from)
     if trainer.interrupted:
         return None

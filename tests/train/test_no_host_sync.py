@@ -73,8 +73,9 @@ class _Watch(pl.Callback):
             self.state.pop("mode").__exit__(None, None, None)
 
 
-@pytest.mark.parametrize("extra", [(), ("augment=byol_imagenet", "mode=byol"), ("mode=supervised",)],
-                         ids=["hybrid", "byol-imagenet-recipe", "supervised"])
+@pytest.mark.parametrize("extra", [(), ("augment=byol_imagenet", "mode=byol"), ("mode=supervised",),
+                                   ("data.in_memory=true",)],
+                         ids=["hybrid", "byol-imagenet-recipe", "supervised", "small-data-mode"])
 def test_cluster_preset_steps_never_read_the_device_back(shard_sets, tmp_path, monkeypatch, extra):
     from hybridssl.augment import recipe_overrides
     recipe = [o for e in extra if e.startswith("augment=") for o in recipe_overrides(e.split("=")[1])]
