@@ -99,14 +99,15 @@ def _load(config: str, shards: Path, out_dir: Path, extra: list[str]):
     return load_config(PretrainConfig, config, _overrides(shards, out_dir, extra))
 
 
-def _in_process(cfg, callbacks: list):
-    """``hybridssl pretrain`` in this process, with ``callbacks`` first in the Trainer's list."""
+def _in_process(cfg, first: list, last: tuple = ()):
+    """``hybridssl pretrain`` in this process, ``first`` before the Trainer's callbacks, ``last`` after."""
     run = importlib.import_module("hybridssl.train.run")
     build = run.build_trainer
 
     def with_callbacks(cfg, exact_resume):
         trainer = build(cfg, exact_resume)
-        trainer.callbacks[:0] = callbacks
+        trainer.callbacks[:0] = first
+        trainer.callbacks.extend(last)
         return trainer
 
     run.build_trainer = with_callbacks
@@ -122,9 +123,15 @@ def sync_part(config: str, shards: Path, work: Path, extra: list[str], warmup: i
     state = {"steps_checked": 0, "error": None}
 
     class SyncErrors(pl.Callback):
-        """Sync debug "error" over whole steps; Lightning's own hooks after ours run inside too."""
+        """Sync debug "error" over whole steps: on before every other callback's batch start,
+        off after every other callback's batch end."""
+
+        def __init__(self, start: bool):
+            self.start = start
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if not self.start:
+                return
             every = trainer.checkpoint_callback._every_n_train_steps
             if batch_idx >= warmup and not is_logging_step(trainer) and (trainer.global_step + 1) % every:
                 state["steps_checked"] += 1
@@ -132,13 +139,13 @@ def sync_part(config: str, shards: Path, work: Path, extra: list[str], warmup: i
                     torch.cuda.set_sync_debug_mode("error")
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if torch.cuda.is_available():
+            if not self.start and torch.cuda.is_available():
                 torch.cuda.set_sync_debug_mode("default")
 
     cfg = _load(config, shards, work / "sync", extra)
     shutil.rmtree(cfg.out_dir, ignore_errors=True)
     try:
-        _in_process(cfg, [SyncErrors()])
+        _in_process(cfg, [SyncErrors(start=True)], [SyncErrors(start=False)])
     except Exception as e:  # the first sync: what and where
         state["error"] = f"{type(e).__name__}: {e}"[:500]
         state["stack"] = traceback.format_exc()[-4000:]

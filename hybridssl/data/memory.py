@@ -12,7 +12,7 @@ once per epoch across ranks; the smaller pool starts another permutation when it
 The batches are a pure function of (seed, epoch, rank), so exact resume works as with the stream.
 
 ``data.in_memory``: ``auto`` (on a GPU, when the decoded images fit ``data.in_memory_max_gib``),
-``true`` or ``false`` (the streaming loader). Only 8-bit RGB/PNG sets: float band sets stream.
+``true`` or ``false`` (the streaming loader). Only local 8-bit JPEG/PNG sets: float band sets and URLs stream.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import torch
 from hybridssl.config import ConfigError
 from hybridssl.data.indexed import IndexedShards
 from hybridssl.data.shardsets import open_shard_set
+from hybridssl.data.tars import is_local
 from hybridssl.distributed import derive_seed, rank_and_world_size
 from hybridssl.schema import Schema, load_schema
 
@@ -31,10 +32,10 @@ IN_MEMORY = ("auto", "true", "false")
 
 
 def decoded_bytes(cfg, schema: Schema) -> tuple[int, bool]:
-    """(bytes of every listed image decoded as uint8, whether all sets are 8-bit RGB)."""
+    """(bytes of every listed image decoded as uint8, whether all sets are local 8-bit RGB)."""
     sets = [open_shard_set(d, schema, cfg.allow_shell_urls) for d in [*cfg.labelled, *cfg.unlabelled]]
     return (sum(sum(s.sizes) * s.in_chans * s.image_size ** 2 for s in sets),
-            all(s.bands is None for s in sets))
+            all(s.bands is None and is_local(s.where) for s in sets))
 
 
 def use_in_memory(cfg, schema: Schema, device: torch.device) -> bool:
@@ -48,7 +49,7 @@ def use_in_memory(cfg, schema: Schema, device: torch.device) -> bool:
     if mode == "true" and not (fits and rgb):
         raise ConfigError(f"data.in_memory=true but the shard sets hold {size / 2**30:.2f} GiB of decoded images "
                           f"(data.in_memory_max_gib={cfg.in_memory_max_gib})" if rgb else
-                          "data.in_memory=true needs 8-bit RGB shard sets; these hold float bands")
+                          "data.in_memory=true needs local 8-bit RGB shard sets (not float bands, not URLs)")
     return mode == "true" or (device.type == "cuda" and fits and rgb)
 
 
@@ -131,10 +132,10 @@ class DeviceBatches:
         skip = self._skip[1] if self._skip[0] == self.epoch else 0
         E = self.batches_per_rank
         orders = [p.order(self.seed, self.epoch, self.rank, self.world_size, E * p.quota) for p in self.pools]
-        for self.position in range(skip, E):
-            yield self._batch([o[self.position * p.quota:(self.position + 1) * p.quota]
-                               for p, o in zip(self.pools, orders)])
-        self.position = E
+        self.position = skip
+        for i in range(skip, E):
+            self.position = i + 1  # batches yielded: what a checkpoint taken after this batch resumes from
+            yield self._batch([o[i * p.quota:(i + 1) * p.quota] for p, o in zip(self.pools, orders)])
 
     def _batch(self, rows: list[torch.Tensor]) -> dict:
         images = torch.cat([p.images[r] for p, r in zip(self.pools, rows)])

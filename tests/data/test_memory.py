@@ -73,8 +73,13 @@ def test_every_sample_once_per_epoch_across_ranks_and_a_new_order_next_epoch(set
 
 def test_resume_mid_epoch_gives_the_same_batches(sets):
     full = [b["image"] for b in DeviceBatches(config(sets), SCHEMA, CPU, 0, 1)]
+    first = DeviceBatches(config(sets), SCHEMA, CPU, 0, 1)
+    batches = iter(first)
+    for _ in range(5):  # trained on 5 batches, then a checkpoint
+        next(batches)
+    assert first.state_dict() == {"epoch": 0, "batches": 5}
     resumed = DeviceBatches(config(sets), SCHEMA, CPU, 0, 1)
-    resumed.load_state_dict({"epoch": 0, "batches": 5})
+    resumed.load_state_dict(first.state_dict())
     rest = [b["image"] for b in resumed]
     assert len(rest) == len(full) - 5 and all(torch.equal(a, b) for a, b in zip(rest, full[5:]))
 
