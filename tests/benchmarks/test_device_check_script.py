@@ -21,7 +21,7 @@ def test_device_check_script_writes_every_part_tiny_on_cpu(tmp_path):
     assert set(parts) == {"versions", "p0_eager", "sync", "small", "p0_compiled", "trace"}
     failed = {k: v for k, v in parts.items() if "failed" in v or "skipped" in v}
     assert not failed, failed
-    assert parts["versions"]["packages"]["torch"] == __import__("torch").__version__
+    assert __import__("torch").__version__.startswith(parts["versions"]["packages"]["torch"])
     for name in ("p0_eager", "p0_compiled"):  # samples/s from the run's own metrics
         assert parts[name]["returncode"] == 0 and parts[name]["samples_per_s_by_log_interval"], name
     assert "trainer.compile=true" in parts["p0_compiled"]["command"]
