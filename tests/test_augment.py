@@ -129,3 +129,16 @@ def test_pretrain_command_line_swaps_the_recipe_and_keeps_the_sizes(capsys):
     assert list(aug.blur_p) == [1.0, 0.1] and list(aug.solarize_p) == [0.0, 0.2]  # byol_imagenet's recipe
     assert aug.crop_size == 64 and aug.blur_kernel == 7  # demo.yaml's sizes stay
     assert aug.greyscale_p == 0.5  # later overrides still win
+
+
+def test_blur_draws_its_sigma_on_the_host():
+    """Kornia reads the blur's sigma back to check it: drawn on the host, that waits for no GPU.
+    Every other generator follows the module wherever it is moved (float64 stands in for a GPU:
+    the same ``Module._apply``, and no GPU needed)."""
+    import kornia.augmentation as K
+    views = TwoViews(load_augment_config("byol_imagenet", ["crop_size=32", "resize_size=32", "blur_kernel=3"]))
+    views.to(torch.float64)
+    ops = [m for m in views.modules() if isinstance(m, K.AugmentationBase2D)]
+    blurs = [m for m in ops if isinstance(m, K.RandomGaussianBlur)]
+    assert len(blurs) == 2 and all((b.device.type, b.dtype) == ("cpu", torch.float32) for b in blurs)
+    assert {m.dtype for m in ops if m not in blurs} == {torch.float64}

@@ -83,6 +83,8 @@ class DataConfig:
     persistent_workers: bool = MISSING
     prefetch_factor: int = MISSING
     decode: str = MISSING                # torchvision | pil
+    in_memory: str = MISSING             # auto | true | false: decode once, keep on the device (hybridssl.data.memory)
+    in_memory_max_gib: float = MISSING   # auto uses small-data mode when the decoded images fit this
 
     @property
     def n_labelled(self) -> int:

@@ -61,7 +61,9 @@ class TrainerConfig:
     log_every_n_steps: int = MISSING
     checkpoint_every_n_steps: int = MISSING
     keep_checkpoints: int = MISSING   # newest k step checkpoints kept (-1 = all)
-    progress_bar: bool = MISSING
+    progress_bar: bool = MISSING      # only ever shown in a terminal, never under SLURM
+    compile: bool = MISSING           # torch.compile the online and target backbones
+    compile_backend: str = MISSING    # torch.compile backend: inductor (GPU) | eager (tests) | ...
     sync_batchnorm: bool = MISSING    # GPU only; ignored on CPU
     ddp_timeout_s: int = MISSING      # a rank waiting this long for a dead peer fails the job
     requeue_check_every_n_steps: int = MISSING  # SLURM jobs: steps between agreeing on the requeue signal

@@ -22,8 +22,8 @@ LAUNCH_DIR = "launches"
 NOT_COMPARED = ("out_dir", "resume", "resume_allow_changes", "trainer.max_steps", "trainer.progress_bar",
                 "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.keep_checkpoints",
                 "trainer.ddp_timeout_s", "trainer.requeue_check_every_n_steps", "data.num_workers", "data.pin_memory",
-                "data.persistent_workers",
-                "data.prefetch_factor")
+                "data.persistent_workers", "data.prefetch_factor", "trainer.compile", "trainer.compile_backend",
+                "data.in_memory", "data.in_memory_max_gib")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -10,6 +10,7 @@ from hybridssl.losses import campaign_losses, campaign_voted_galaxies, combine_l
 from hybridssl.model import HybridModel, backbone_args, uses_byol, uses_votes
 from hybridssl.schema import Schema
 from hybridssl.train.config import PretrainConfig, resolve_images
+from hybridssl.train.guards import is_logging_step
 from hybridssl.train.optim import build_optimizer, build_scheduler, scaled_lr, target_momentum
 
 CHECKPOINT_KEY = "hybridssl"  # our part of a Lightning checkpoint: config, export info, momentum
@@ -26,6 +27,10 @@ class PretrainModule(pl.LightningModule):
         self.model = HybridModel(cfg.model, cfg.mode, schema.n_answers)
         if cfg.model.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if cfg.trainer.compile:  # in place: the state_dict keys (checkpoints, export) stay the same
+            for name in ("backbone", "target_backbone"):
+                if hasattr(self.model, name):
+                    getattr(self.model, name).compile(backend=cfg.trainer.compile_backend)
         self.augment = two_views(cfg.augment, cfg.model.in_chans, bands)
         self.momentum = cfg.optim.target_momentum_start if uses_byol(cfg.mode) else None
         # corrupt samples the stream skipped on this rank, whole run; a device counter (no sync per step)
@@ -56,11 +61,6 @@ class PretrainModule(pl.LightningModule):
         self._log_step(batch, loss, byol, sup, conc)
         return loss
 
-    def _logs_this_step(self) -> bool:
-        """Lightning's logging steps (its ``should_update_logs``), known before the step ends."""
-        n = self.trainer.log_every_n_steps
-        return n > 0 and (self.global_step + 1) % n == 0
-
     def _log_step(self, batch, loss, byol, sup, conc) -> None:
         """Tensors only, added up on the device: nothing here waits for the GPU (no ``.item()``,
         ``tolist()`` or boolean indexing) except on logging steps, where Lightning reads them anyway."""
@@ -71,7 +71,7 @@ class PretrainModule(pl.LightningModule):
             self.log("train/byol_loss", byol, prog_bar=True, batch_size=rows)
         if sup is not None:
             self.log("train/sup_loss", sup, prog_bar=True, batch_size=rows)
-        if not self._logs_this_step():
+        if not is_logging_step(self.trainer):
             return
         self.log("train/skipped_samples", self.skipped_samples.float(), batch_size=rows)
         if byol is not None:

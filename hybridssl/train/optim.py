@@ -16,13 +16,55 @@ def scaled_lr(base_lr: float, batch_size: int, world_size: int = 1, accumulate: 
     return base_lr * batch_size * world_size * accumulate / 256
 
 
+class BranchFreeLARS(LARS):
+    """lightly's LARS, the same update, without its per-parameter ``if p_norm != 0 and g_norm != 0``:
+    that test reads two norms back from the GPU for every parameter of every step. Here the trust
+    ratio is chosen with ``torch.where`` on the device. Momentum and Nesterov as lightly's."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            wd, momentum = group["weight_decay"], group["momentum"]
+            grads = [p.grad for p in params]
+            if wd != 0:  # a Python float: no sync
+                p_norms = torch._foreach_norm(params)
+                g_norms = torch._foreach_norm(grads)
+                updates = []
+                for p, g, pn, gn in zip(params, grads, p_norms, g_norms):
+                    ratio = group["trust_coefficient"] * pn / (gn + pn * wd + group["eps"])
+                    scaled = g.add(p, alpha=wd).mul_(ratio)
+                    updates.append(torch.where((pn != 0) & (gn != 0), scaled, g))
+                grads = updates
+            for p, d_p in zip(params, grads):
+                if momentum != 0:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        buf = state["momentum_buffer"] = torch.clone(d_p).detach()
+                    else:
+                        buf = state["momentum_buffer"]
+                        buf.mul_(momentum).add_(d_p, alpha=1 - group["dampening"])
+                    d_p = d_p.add(buf, alpha=momentum) if group["nesterov"] else buf
+                p.add_(d_p, alpha=-group["lr"])
+        return loss
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    """AdamW or LARS over the trainable parameters; biases, norms and other 1-d params get no decay."""
+    """AdamW or LARS over the trainable parameters; biases, norms and other 1-d params get no decay.
+    AdamW is torch's fused kernel where every parameter is on a GPU (one launch, step counters on
+    the device)."""
     groups = param_groups_weight_decay(model, cfg.weight_decay)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
+        on_gpu = all(p.is_cuda for p in model.parameters() if p.requires_grad)
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), fused=on_gpu or None)
     if cfg.name == "lars":  # LARS also skips its trust-ratio scaling where weight decay is 0
-        return LARS(groups, lr=lr, momentum=cfg.momentum)
+        return BranchFreeLARS(groups, lr=lr, momentum=cfg.momentum)
     raise ValueError(f"optim.name {cfg.name!r}: choose adamw or lars")
 
 

@@ -28,7 +28,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from hybridssl.atomic import atomic_write_text
 from hybridssl.config import ConfigError, to_yaml
-from hybridssl.data import build_train_loader
+from hybridssl.data.memory import build_loader
 from hybridssl.locks import dir_lock
 from hybridssl.distributed import derive_seed, rank_and_world_size
 from hybridssl.schema import load_schema
@@ -39,6 +39,7 @@ from hybridssl.train.guards import FiniteGuard
 from hybridssl.train.launches import check_resume_config, check_weight_shapes, record_launch
 from hybridssl.train.module import CHECKPOINT_KEY, PretrainModule
 from hybridssl.train.requeue import RequeueOnSignal, hpc_checkpoints
+from hybridssl.train.progress import progress_callbacks, shows_progress
 from hybridssl.train.resume import ExactResume
 from hybridssl.train.throughput import StepThroughput
 
@@ -80,6 +81,7 @@ def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume, requeue: Reque
     Lightning's in-handler requeue off."""
     t, out = cfg.trainer, Path(cfg.out_dir)
     accelerator, devices, num_nodes, slurm = launch_geometry(t)
+    in_slurm_job = "SLURM_JOB_ID" in os.environ  # whichever launcher: no progress bar, requeue on signal
     if accelerator == "gpu":
         torch.set_float32_matmul_precision("high")  # TF32 tensor cores for the fp32 matmuls
     strategy = "auto"
@@ -95,9 +97,10 @@ def build_trainer(cfg: PretrainConfig, exact_resume: ExactResume, requeue: Reque
         max_steps=t.max_steps, max_epochs=-1, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
         strategy=strategy, precision="32-true" if str(t.precision) == "32" else str(t.precision),
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
-        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=t.progress_bar,
+        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=shows_progress(t, in_slurm_job),
+        benchmark=accelerator == "gpu",  # cudnn.benchmark: fixed shapes, the fastest kernels
         callbacks=[exact_resume, FiniteGuard(), checkpoints, LearningRateMonitor(logging_interval="step"),
-                   StepThroughput(), *([requeue] if "SLURM_JOB_ID" in os.environ else [])],
+                   StepThroughput(), *progress_callbacks(t, in_slurm_job), *([requeue] if in_slurm_job else [])],
         logger=[CSVLogger(out, name="logs"), TensorBoardLogger(out, name="tensorboard")],
         plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if slurm else [])],
         default_root_dir=out, use_distributed_sampler=False,
@@ -214,8 +217,8 @@ def _pretrain_locked(cfg: PretrainConfig, rank: int) -> Optional[Path]:
     if resume_from is not None:
         check_weight_shapes(resume_from, load_checkpoint(resume_from, mmap=True)["state_dict"], module)
     torch.manual_seed(derive_seed(cfg.seed, trainer.global_rank, 1))  # each rank its own augmentations
-    exact_resume.loader = build_train_loader(cfg.data, schema, rank=trainer.global_rank,
-                                             world_size=trainer.world_size)
+    exact_resume.loader = build_loader(cfg.data, schema, trainer.strategy.root_device, rank=trainer.global_rank,
+                                       world_size=trainer.world_size)
     trainer.fit(module, train_dataloaders=exact_resume.loader, ckpt_path=resume_from)
     if trainer.interrupted or requeue.saved is not None:
         return None

@@ -100,3 +100,34 @@ def test_lars_scales_weights_by_trust_ratio_but_not_biases_and_norms():
 def test_unknown_optimizer_is_refused():
     with pytest.raises(ValueError, match="optim.name"):
         build_optimizer(Net(), optim_cfg(name="sgd"), lr=0.1)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_branch_free_lars_steps_as_lightlys(nesterov):
+    """Same trajectories as lightly's LARS over steps, with a zero weight and a zero gradient among
+    the parameters (the cases lightly's Python branch skips) and a group without weight decay."""
+    from hybridssl.train.optim import BranchFreeLARS
+
+    def params():
+        g = torch.Generator().manual_seed(0)
+        return [nn.Parameter(torch.randn(4, 3, generator=g)), nn.Parameter(torch.zeros(5)),
+                nn.Parameter(torch.randn(6, generator=g)), nn.Parameter(torch.randn(2, 2, generator=g))]
+
+    def run(cls):
+        ps = params()
+        opt = cls([{"params": ps[:3], "weight_decay": 0.01}, {"params": ps[3:], "weight_decay": 0.0}],
+                  lr=0.5, momentum=0.9, nesterov=nesterov)
+        g = torch.Generator().manual_seed(1)
+        for step in range(4):
+            for i, p in enumerate(ps):
+                p.grad = torch.zeros_like(p) if (i == 2 and step == 1) else torch.randn(p.shape, generator=g)
+            opt.step()
+        return ps
+
+    for ours, theirs in zip(run(BranchFreeLARS), run(LARS)):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_adamw_is_fused_only_on_a_gpu():
+    opt = build_optimizer(nn.Linear(3, 2), optim_cfg(name="adamw"), 0.1)
+    assert not opt.defaults["fused"]  # CPU parameters: torch's default kernels
