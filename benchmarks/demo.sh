@@ -53,6 +53,13 @@ done
 step "4/5 low-label transfer benchmarks: real DECaLS rings, GZ1 mergers (never pretrained on)"
 BACKBONES=()
 for mode in "${MODES[@]}"; do BACKBONES+=("backbones.$mode=$OUT/export/$mode"); done
+# the released backbones (weights/, issue 22) beside the demo's own runs; DEMO_RELEASED=0 leaves them out
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+RELEASED=()
+if [ "${DEMO_RELEASED:-1}" != 0 ]; then
+  for d in "$REPO"/weights/*/; do if [ -f "$d/config.json" ]; then RELEASED+=("$(basename "$d")"); fi; done
+fi
+for name in "${RELEASED[@]}"; do BACKBONES+=("backbones.released_$name=$REPO/weights/$name"); done
 for task in rings mergers; do
   "$HSSL" benchmark --config "configs/benchmark/real_$task.yaml" out_dir="$OUT/benchmark/$task" \
     task="$S/$task" "${BACKBONES[@]}" "${BENCH_EXTRA[@]}"
@@ -64,6 +71,12 @@ mkdir -p "$A"
 # the merger-task galaxies were never pretrained on: predict their votes, embed them
 "$HSSL" predict --model "$M" --shards "$S/mergers" --out "$A/mergers_predictions.parquet" --mc-samples 5
 "$HSSL" embed --model "$M" --shards "$S/mergers" --out "$A/mergers_embeddings.parquet"
+for name in "${RELEASED[@]}"; do  # a released backbone with a vote head predicts the same galaxies
+  if [ -f "$REPO/weights/$name/head.safetensors" ]; then
+    "$HSSL" predict --model "$REPO/weights/$name" --shards "$S/mergers" \
+      --out "$A/mergers_predictions_released_$name.parquet" --mc-samples 5
+  fi
+done
 # a user who has flagged ten mergers of the train split: find more like them, and look at the first one's neighbours
 "$PY" -c "import pandas as pd, sys; d = pd.read_csv(sys.argv[1], dtype=str); \
 d[(d.merger == '1') & (d.split == 'train')].head(10)[['id_str']].to_csv(sys.argv[2], index=False)" \

@@ -4,7 +4,8 @@
 # benchmark (linear + kNN) and the validation scores of benchmarks/real_sweep.py on the same exports.
 #   OUT=gpu_steps STEPS=3000 bash benchmarks/gpu_steps.sh
 # Env: STEPS, RUNS ("mode:seed ..."), BUDGET_S (each run is stopped after this and its newest
-# checkpoint exported), ACCEL (gpu; cpu for a tiny local try), WORKERS, LIMIT, PRETRAIN_ARGS, BENCH_ARGS.
+# checkpoint exported), ACCEL (gpu; cpu for a tiny local try), WORKERS, LIMIT, PRETRAIN_ARGS, BENCH_ARGS,
+# VAL_BUDGETS (labels per validation draw, "20 50").
 # Writes OUT/export_<mode>_seed0.tar (seed-0 exports, for probes elsewhere), OUT/results.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,12 +55,12 @@ $PY -m hybridssl.cli benchmark --config configs/benchmark/real_rings.yaml out_di
   task="$S/rings" device="$DEV" "title=Real rings after $STEPS steps" "${BACKBONES[@]}" ${BENCH_ARGS:-} \
   > "$W/logs/bench_rings.log" 2>&1 || tail -20 "$W/logs/bench_rings.log"
 tick "rings benchmark"
-$PY - "$W" "$S" "$DEV" <<'EOF' > "$W/logs/validation.log" 2>&1 || tail -20 "$W/logs/validation.log"
+$PY - "$W" "$S" "$DEV" "${VAL_BUDGETS:-20 50}" <<'EOF' > "$W/logs/validation.log" 2>&1 || tail -20 "$W/logs/validation.log"
 import json, sys
 from pathlib import Path
 from benchmarks.real_sweep import validation_scores
-w, s, dev = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-out = {e.name: validation_scores(e, s / "rings", "rings", [20, 50, "all"], 10, dev, w / "features")
+w, s, dev, budgets = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], [int(b) for b in sys.argv[4].split()]
+out = {e.name: validation_scores(e, s / "rings", "rings", budgets, 20, dev, w / "features")
        for e in sorted((w / "export").iterdir())}
 (w / "bench" / "validation_rings.json").write_text(json.dumps(out, indent=1))
 for name, r in out.items():

@@ -1,17 +1,16 @@
 """A GPU sweep over pretraining variants, scored on validation galaxies only.
 
-    python -m benchmarks.real_sweep OUT --variant paper_w5 "loss.supervised_weight=5 model.momentum_start=0.95" \
+    python -m benchmarks.real_sweep OUT --variant w5 "loss.supervised_weight=5" --variant w1 "loss.supervised_weight=1" \
         --variant byol_only "mode=byol" --parallel 3 --accelerator gpu --device cuda
 
 Each variant is a list of `hybridssl pretrain` overrides on configs/pretrain/demo.yaml; its runs
 (pretrain then export) go several at once (``--parallel`` processes, e.g. on one GPU). Shards
 are made first from the shipped galaxies with the normal `hybridssl prepare`
 (benchmarks/real_data.py). Every export is scored on the TRAIN splits of the real tasks only:
-``--splits`` repeated stratified train/validation splits inside each train split, a
-logistic-regression probe (benchmarks' linear probe, C by CV) on frozen features per label
-budget, accuracy on the validation part. The test splits are never read, so a choice made
-here can be reported on them afterwards. Writes OUT/sweep.json and OUT/sweep.md (mean +- std
-over splits) and prints the table.
+``--splits`` class-balanced draws inside each train split (a validation half, labelled subsets
+of each budget from the other half; the benchmark's draws and probe), ROC AUC on the validation
+half. The test splits are never read, so a choice made here can be reported on them afterwards.
+Writes OUT/sweep.json and OUT/sweep.md (mean +- std over draws) and prints the table.
 """
 from __future__ import annotations
 
@@ -24,15 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.metrics import roc_auc_score
 
 from benchmarks.real_data import prepare_all
 from benchmarks.transfer import BenchmarkConfig
 from hybridssl.config import load_config, resolve_config_path
 from hybridssl.data import read_meta
 from hybridssl.evaluate.features import extract_features
+from hybridssl.evaluate.draws import balanced_draws
 from hybridssl.evaluate.probes import linear_probe
-from hybridssl.evaluate.subsets import nested_subsets
 
 TASKS = {"rings": ("real_rings", "ring"), "mergers": ("real_mergers", "merger")}
 
@@ -54,7 +53,9 @@ def pretrain_and_export(out: Path, name: str, overrides: list[str]) -> Path:
 
 def validation_scores(export: Path, shards: Path, task: str, budgets: list, n_splits: int, device: str,
                       cache: Path) -> dict:
-    """{budget: [accuracy per split]} on validation galaxies drawn from the task's train split."""
+    """{budget: [ROC AUC per draw]} on validation galaxies inside the task's train split: the
+    benchmark's class-balanced repeated draws (``hybridssl.evaluate.draws``) over the train split
+    alone, the same probe as the benchmark's headline; the test split is never read."""
     config, label = TASKS[task]
     cfg = load_config(BenchmarkConfig, resolve_config_path(config, "benchmark"),
                       [f"task={shards}", f"backbones.x={export}", f"out_dir={cache}"])
@@ -63,19 +64,17 @@ def validation_scores(export: Path, shards: Path, task: str, budgets: list, n_sp
     feats = extract_features(export, shards, cache, cfg.augment, cfg.batch_size, 0, device, desc=export.name)
     x, y = feats.x[train], np.array([int(m[label]) for m in meta])[train]
     scores = {str(b): [] for b in budgets}
-    splitter = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.3, random_state=0)
-    for seed, (fit_rows, val_rows) in enumerate(splitter.split(x, y)):
-        for b, subset in nested_subsets(y[fit_rows], budgets, seed).items():
-            rows = fit_rows[subset]
-            probs, _ = linear_probe(x[rows], y[rows], x[val_rows], cfg.linear, 2, seed)
-            scores[str(b)].append(float((probs.argmax(1) == y[val_rows]).mean()))
+    for d in balanced_draws(y, n_splits, budgets, seed=0):
+        for b, rows in d.labelled.items():
+            probs, _ = linear_probe(x[rows], y[rows], x[d.test], cfg.repeated.probe, 2, d.index)
+            scores[str(b)].append(float(roc_auc_score(y[d.test], probs[:, 1])))
     return scores
 
 
 def table(results: dict, budgets: list) -> str:
     lines = []
     for task in TASKS:
-        lines += [f"\n### {task}: validation accuracy inside the train split (mean +- std over splits)\n",
+        lines += [f"\n### {task}: validation ROC AUC inside the train split (mean +- std over draws)\n",
                   "| variant | " + " | ".join(map(str, budgets)) + " |", "|---" * (len(budgets) + 1) + "|"]
         for name, r in results.items():
             cells = [f"{np.mean(r[task][str(b)]):.3f} +- {np.std(r[task][str(b)]):.3f}" for b in budgets]
@@ -91,13 +90,13 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=2, help="variants pretraining at once")
     p.add_argument("--accelerator", default="gpu", help="trainer.accelerator of every run")
     p.add_argument("--device", default="cuda", help="device for feature extraction")
-    p.add_argument("--splits", type=int, default=10, help="repeated train/validation splits per task")
-    p.add_argument("--budgets", nargs="+", default=["20", "50", "all"])
+    p.add_argument("--splits", type=int, default=20, help="class-balanced validation draws per task")
+    p.add_argument("--budgets", nargs="+", type=int, default=[20, 50], help="labels per draw")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="rows per catalog (tiny test runs)")
     a = p.parse_args(argv)
-    budgets = [b if b == "all" else int(b) for b in a.budgets]
+    budgets = a.budgets
     shards = prepare_all(a.out, a.image_size, a.workers, a.limit)
     (a.out / "logs").mkdir(parents=True, exist_ok=True)
     common = [f"data.labelled=[{shards['gz1']}]", f"data.unlabelled=[{shards['gz2_pool']},{shards['gz1']}]",

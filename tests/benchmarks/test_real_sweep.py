@@ -17,17 +17,17 @@ def test_sweep_scores_two_variants_on_validation_galaxies_only(tmp_path, capsys,
     out = tmp_path / "sweep"
     rc = main([str(out), "--variant", "hybrid", f"mode=hybrid {TINY}", "--variant", "byol", f"mode=byol {TINY}",
                "--parallel", "2", "--accelerator", "cpu", "--device", "cpu", "--splits", "2",
-               "--budgets", "4", "all", "--limit", "24", "--image-size", "32", "--workers", "1"])
+               "--budgets", "4", "--limit", "24", "--image-size", "32", "--workers", "1"])
     assert rc == 0
     result = json.loads((out / "sweep.json").read_text())
     assert set(result["results"]) == {"hybrid", "byol"}
     for variant in result["results"].values():
         for task in ("rings", "mergers"):
-            assert set(variant[task]) == {"4", "all"}
+            assert set(variant[task]) == {"4"}
             assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in variant[task].values())
     for mode in ("hybrid", "byol"):
         assert json.loads((out / "export" / mode / "config.json").read_text())["mode"] == mode
     assert "| hybrid |" in capsys.readouterr().out
-    # --limit 24 keeps 6 galaxies per (split, label): 12 in a train split, of which 30% validate
+    # --limit 24 keeps 6 galaxies per (split, label): 12 in a train split (draws: 6 validate, 4 fit)
     assert seen and max(seen) <= 12
 
