@@ -104,8 +104,8 @@ def _in_process(cfg, first: list, last: tuple = ()):
     run = importlib.import_module("hybridssl.train.run")
     build = run.build_trainer
 
-    def with_callbacks(cfg, exact_resume):
-        trainer = build(cfg, exact_resume)
+    def with_callbacks(*args):
+        trainer = build(*args)
         trainer.callbacks[:0] = first
         trainer.callbacks.extend(last)
         return trainer

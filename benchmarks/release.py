@@ -69,7 +69,7 @@ or `hybridssl predict|embed|finetune --model weights/{name}`, `hybridssl benchma
 | augmentations | crop {aug['crop_scale']}, colour jitter p {aug['jitter_p']}, greyscale p {aug['greyscale_p']}, blur p {aug['blur_p']}, noise p {aug['noise_p']} |
 | optimiser | {run_cfg['optim']['name']}, base lr {run_cfg['optim']['base_lr']} per 256, momentum start {run_cfg['optim']['target_momentum_start']} |
 | hardware | {hardware} |
-| wall time | {_wall_time(run)} |
+| wall time of the whole run | {_wall_time(run)} |
 | weights | fp16 safetensors (fp32 training) |
 
 {notes}

@@ -19,10 +19,12 @@ TINY_PRETRAIN = ("trainer.max_steps=3 trainer.checkpoint_every_n_steps=2 optim.w
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1000)  # above the subprocess's own 900 s limit
 def test_real_demo_pipeline_tiny(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                HSSL=str(Path(sys.executable).with_name("hybridssl")),
                DEMO_LIMIT="16", DEMO_SIZE="32", DEMO_WORKERS="1", PRETRAIN_ARGS=TINY_PRETRAIN,
+               DEMO_RELEASED="0",  # weights/ holds 64 px backbones; tests/benchmarks/test_release.py checks them
                BENCHMARK_ARGS=("budgets=[4,all] seeds=[0,1] linear.cv_folds=2 knn.k=3 repeated.draws=3 "
                                "repeated.budgets=[4,8] repeated.probe.cv_folds=2 bootstrap.draws=200"))
     out = tmp_path / "demo"

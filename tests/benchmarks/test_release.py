@@ -1,12 +1,14 @@
 """Releasing an export into weights/: fp16 weights that load like any export, a model card, and
 no folder of someone else's replaced."""
+from pathlib import Path
+
 import pytest
 import timm
 import torch
 from safetensors.torch import load_file
 
 from benchmarks.release import release
-from hybridssl.export import export_checkpoint, load_backbone, load_head
+from hybridssl.export import export_checkpoint, load_backbone, load_head, read_export_info
 from test_export import tiny_run_config
 from hybridssl.train.run import pretrain
 
@@ -52,3 +54,23 @@ def test_release_refuses_weights_over_the_size_cap(exported, tmp_path):
         release(exported / "export", "big", exported / "run", exported / "results.md", "cpu",
                 root=tmp_path / "weights", max_mb=1e-4)
     assert not (tmp_path / "weights" / "big").exists()
+
+
+RELEASED = sorted(p for p in (Path(__file__).resolve().parents[2] / "weights").glob("*") if p.is_dir())
+
+
+@pytest.mark.parametrize("release_dir", RELEASED, ids=[p.name for p in RELEASED])
+def test_committed_releases_load_and_carry_their_card(release_dir):
+    """What weights/ ships: loadable offline by timm and hybridssl, finite features, under 10 MB,
+    a model card with samples seen and the benchmark's baselines."""
+    info = read_export_info(release_dir)
+    model, _ = load_backbone(release_dir)
+    direct = timm.create_model(f"local-dir:{release_dir}", pretrained=True).eval()
+    x = torch.rand(2, info["in_chans"], info["image_size"], info["image_size"])
+    with torch.no_grad():
+        f = model(x)
+        torch.testing.assert_close(direct(x), f)
+    assert f.shape == (2, model.num_features) and torch.isfinite(f).all()
+    assert sum(p.stat().st_size for p in release_dir.iterdir()) < 10 * 2**20
+    card = (release_dir / "README.md").read_text()
+    assert "samples seen" in card and "photometric" in card and "random init" in card
