@@ -3,10 +3,8 @@ catalogs (votes past float32, 16-bit images, long ids, odd --keep-columns) and t
 read by `embed`/`predict`."""
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import subprocess
 import time
 
 import cv2
@@ -14,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.faults.data import IMAGE_SIZE, labelled_catalog, labelled_shards, prepare_args
-from benchmarks.faults.harness import Ctx, Row, kill_group, rejected_text, save_catalog, says_disk_full, shard_ids
+from benchmarks.faults.harness import (Ctx, Row, kill_group, rejected_text, save_catalog, says_disk_full, shard_ids,
+                                      tmpfs)
 from benchmarks.faults.training import exported_run
 from hybridssl.locks import LOCK_FILE
 
@@ -71,17 +70,9 @@ def out_is_a_file(ctx: Ctx) -> list[Row]:
     return [Row("`prepare --out` an existing file", 1, int(ok), 0, f"rc={p.rc}: {p.message()}")]
 
 
-@contextlib.contextmanager
 def _inode_starved(path, inodes: int):
     """A tmpfs with ``inodes`` inodes (root directory included); mount must be allowed."""
-    path.mkdir(parents=True, exist_ok=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=64m,nr_inodes={inodes}", "tmpfs", str(path)],
-                      capture_output=True, timeout=30).returncode != 0:
-        raise RuntimeError("needs a tmpfs mount (root) to run out of inodes")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    return tmpfs(path, f"size=64m,nr_inodes={inodes}", "to run out of inodes")
 
 
 def no_inodes(ctx: Ctx) -> list[Row]:

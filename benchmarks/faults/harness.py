@@ -297,3 +297,17 @@ def says_disk_full(p: Proc) -> bool:
     """The command told the user why it failed in words about the disk."""
     text = (p.err + p.out).lower()
     return any(w in text for w in ("no space", "disk", "could not write", "file too large"))
+
+
+@contextlib.contextmanager
+def tmpfs(path, options: str, needs: str):
+    """A tmpfs mounted at ``path`` with mount ``options`` for a filesystem fault (root only; the
+    error says what the case ``needs`` it for); unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                      capture_output=True, timeout=30).returncode != 0:
+        raise RuntimeError(f"needs a tmpfs mount (root) {needs}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

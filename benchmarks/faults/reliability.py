@@ -2,19 +2,17 @@
 signal, loose export configs, loud errors due one line, quiet mistakes due a warning."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
 import socket
-import subprocess
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from benchmarks.faults.data import labelled_catalog, labelled_shards, prepare_args
-from benchmarks.faults.harness import Ctx, Row, rejected_text, save_catalog
+from benchmarks.faults.harness import Ctx, Row, rejected_text, save_catalog, tmpfs
 from benchmarks.faults.training import exported_run, pretrain_args
 from benchmarks.faults.training_guard import _one_line
 
@@ -166,17 +164,9 @@ def export_config(ctx: Ctx) -> list[Row]:
 
 
 # -- loud errors that are due one line ---------------------------------------------------------
-@contextlib.contextmanager
 def _read_only(path):
     """A read-only tmpfs at ``path`` (mount must be allowed, as for the no-inodes faults)."""
-    path.mkdir(parents=True, exist_ok=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
-                      capture_output=True, timeout=30).returncode != 0:
-        raise RuntimeError("needs a tmpfs mount (root) for a read-only filesystem")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    return tmpfs(path, "ro,size=1m", "for a read-only filesystem")
 
 
 def _split_shards(ctx: Ctx):

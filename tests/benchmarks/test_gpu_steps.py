@@ -36,8 +36,8 @@ def test_gpu_steps_script_tiny_on_cpu(tmp_path):
         assert json.loads((work / "export" / name / "config.json").read_text())["checkpoint"]["global_step"] == 3
 
     results = json.loads((work / "bench" / "rings" / "results.json").read_text())
-    assert {c["backbone"] for c in results["cells"]} == {"hybrid_seed0", "supervised_seed0",
-                                                         "scratch_seed0", "scratch_seed1"}
+    assert {c["backbone"] for c in results["cells"]} == {"hybrid_seed0", "supervised_seed0", "scratch_seed0",
+                                                         "scratch_seed1", "photometric", "colour", "random_init"}
     validation = json.loads((work / "bench" / "validation_rings.json").read_text())
     assert set(validation) == {"hybrid_seed0", "supervised_seed0", "scratch_seed0", "scratch_seed1"}
     with tarfile.open(out / "results.tgz") as tar:

@@ -21,11 +21,6 @@ def sets(tmp_path_factory):
             write_shards(root / "unlab", 70, labelled=False, n_shards=3, image_size=16, seed=2))
 
 
-@pytest.fixture(autouse=True)
-def _repo_root(monkeypatch, request):
-    monkeypatch.chdir(request.config.rootpath)
-
-
 def config(sets, **over):
     base = dict(batch_size=8, labelled_fraction=0.25, num_workers=0, in_memory="true", seed=3)
     base.update(over)

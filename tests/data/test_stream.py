@@ -30,11 +30,6 @@ def sets(tmp_path_factory):
             write_shards(root / "unlab", 64, labelled=False, n_shards=8, image_size=16, seed=2))
 
 
-@pytest.fixture(autouse=True)
-def _repo_root(monkeypatch, request):
-    monkeypatch.chdir(request.config.rootpath)
-
-
 def ids_of(loader):
     return [b["id_str"] for b in loader]
 
