@@ -71,8 +71,8 @@ mkdir -p "$A"
 # the merger-task galaxies were never pretrained on: predict their votes, embed them
 "$HSSL" predict --model "$M" --shards "$S/mergers" --out "$A/mergers_predictions.parquet" --mc-samples 5
 "$HSSL" embed --model "$M" --shards "$S/mergers" --out "$A/mergers_embeddings.parquet"
-for name in "${RELEASED[@]}"; do  # a released backbone with a vote head predicts the same galaxies
-  if [ -f "$REPO/weights/$name/head.safetensors" ]; then
+for name in "${RELEASED[@]}"; do  # the released hybrid backbone predicts the same galaxies' votes
+  if [[ $name == hybrid* ]] && [ -f "$REPO/weights/$name/head.safetensors" ]; then
     "$HSSL" predict --model "$REPO/weights/$name" --shards "$S/mergers" \
       --out "$A/mergers_predictions_released_$name.parquet" --mc-samples 5
   fi
