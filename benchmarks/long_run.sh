@@ -8,7 +8,7 @@
 #   OUT=longrun EPOCHS=100 ACCEL=gpu LANES=3 bash benchmarks/long_run.sh
 # Re-running continues every run where it stopped (resume=auto) and skips finished exports.
 # Env: MODES ("hybrid supervised byol"), EPOCHS, CURVE, ACCEL (cpu|gpu), LANES, LIMIT (rows per catalog: tiny rehearsals),
-#      MAX_STEPS (overrides the epoch count: tiny rehearsals), PRETRAIN_ARGS, BENCH_ARGS.
+#      MAX_STEPS (overrides the epoch count: tiny rehearsals), PRETRAIN_ARGS, BENCH_ARGS, VAL_BUDGETS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-longrun}; EPOCHS=${EPOCHS:-10}; CURVE=${CURVE:-5}; ACCEL=${ACCEL:-cpu}; LANES=${LANES:-2}
@@ -74,6 +74,22 @@ for run in sorted((out / "runs").iterdir()):
             print(f"exported {src} (step {info['checkpoint']['global_step']}) -> {dest}", flush=True)
 PY
 tick "exported"
+# validation galaxies inside the rings' train split, for choosing a checkpoint to release (never the test split)
+$PY - "$OUT" "${VAL_BUDGETS:-20 50}" >> "$OUT/logs/validation.log" 2>&1 <<'PY'
+import json, sys
+from pathlib import Path
+import numpy as np
+from benchmarks.real_sweep import validation_scores
+out, budgets = Path(sys.argv[1]), [int(b) for b in sys.argv[2].split()]
+exports = sorted(p for p in (out / "curve").glob("*/step*")) + [out / "export" / "scratch"]
+scores = {}
+for e in exports:
+    s = validation_scores(e, out / "real/shards/rings", "rings", budgets, 20, "cpu", out / "valfeatures")
+    scores[f"{e.parent.name}_{e.name}" if e.parent.name != "export" else e.name] = {
+        **{b: float(np.mean(v)) for b, v in s.items()}, "mean": float(np.mean([np.mean(v) for v in s.values()]))}
+(out / "validation_curve.json").write_text(json.dumps(scores, indent=1))
+PY
+tick "validation curve: $OUT/validation_curve.json"
 
 BACKBONES=(); for d in "$OUT"/export/*; do BACKBONES+=("backbones.$(basename "$d")=$d"); done
 $PY -m hybridssl.cli benchmark --config configs/benchmark/real_rings.yaml out_dir="$OUT/bench/rings" \
