@@ -21,11 +21,13 @@ step "1/5 real galaxies -> WebDataset shards at ${SIZE}px (GZ1 classes as pseudo
 LANES=${DEMO_LANES:-2}; (( LANES <= 2 )) || LANES=2  # two lanes below: hybrid+scratch, supervised+byol
 THREADS=$(( $(nproc) / LANES )); (( THREADS >= 1 )) || THREADS=1
 mkdir -p "$OUT/logs"
+# per-mode augmentations chosen on validation galaxies (docs/recipe.md), as benchmarks/long_run.sh
+declare -A RECIPE=([byol]="augment=physical")
 pretrain() {  # MODE: one run; its log goes to $OUT/logs, its last lines to the screen if it fails
   local log="$OUT/logs/pretrain_$1.log" t0; t0=$(date +%s)
   if OMP_NUM_THREADS=$THREADS "$HSSL" pretrain --config configs/pretrain/demo.yaml mode="$1" \
       out_dir="$OUT/runs/$1" "data.labelled=[$S/gz1]" "data.unlabelled=[$S/gz2_pool,$S/gz1]" resume=auto \
-      trainer.progress_bar=false "${PRETRAIN_EXTRA[@]}" >"$log" 2>&1; then
+      trainer.progress_bar=false ${RECIPE[$1]:-} "${PRETRAIN_EXTRA[@]}" >"$log" 2>&1; then
     printf '  %-10s done in %d s (log: %s)\n' "$1" $(( $(date +%s) - t0 )) "$log"
   else
     printf '  %s FAILED; the end of %s:\n' "$1" "$log"; tail -n 25 "$log"; return 1
