@@ -1,19 +1,21 @@
 """Release an exported backbone into the repository: ``weights/<name>/``.
 
-    python -m benchmarks.release EXPORT_DIR --name NAME --run RUN_DIR --results RESULTS_MD \
-        --hardware "2-core CPU, one thread" [--notes TEXT]
+    python -m benchmarks.release EXPORT_DIR --name NAME --run RUN_DIR --results BENCH/results.json \
+        --group GROUP [--rows GROUP=LABEL ...] --hardware "2-core CPU, one thread" [--notes TEXT]
 
 Writes ``model.safetensors`` (fp16: half the size, and what a 64 px convnext needs), the Dirichlet
 head when the export has one, the export's ``config.json`` unchanged (so
 ``timm.create_model("local-dir:weights/NAME", pretrained=True)``, ``hybridssl predict/embed/
 finetune/benchmark --model weights/NAME`` and Zoobot's finetuner load it as any export), and a
-model card ``README.md``: data, recipe, steps, samples seen, hardware, wall time, the benchmark
-table with its baselines. Refuses a folder it did not write and weights above ``--max-mb``.
+model card ``README.md``: data, recipe, steps, samples seen, hardware, wall time, and the
+benchmark's repeated-split table (the released group, ``--rows``, every baseline) with the released
+group's paired differences. Refuses a folder it did not write and weights above ``--max-mb``.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -21,9 +23,13 @@ from pathlib import Path
 import yaml
 from safetensors.torch import load_file, save_file
 
+from hybridssl.evaluate.bootstrap import MEAN
 from hybridssl.export import CONFIG_FILE, HEAD_FILE, MODEL_FILE, load_backbone, read_export_info
 
 CARD = "README.md"
+# the benchmark's rows every card shows when present (scratch: the random init as a demo run names it)
+BASELINES = {"photometric": "photometric baseline (8 numbers)", "colour": "colour baseline (2 colours)",
+             "random_init": "random init", "scratch": "random init"}
 
 
 def _fp16(src: Path, dest: Path, metadata: dict) -> None:
@@ -40,6 +46,39 @@ def _wall_time(run: Path) -> str:
     start = dt.datetime.strptime(launches[0].stem.split("-", 1)[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
     end = dt.datetime.fromtimestamp(ckpts[-1].stat().st_mtime, dt.timezone.utc)
     return f"{(end - start).total_seconds() / 60:.0f} min ({len(launches)} launch(es), pauses included)"
+
+
+def card_table(results: dict, group: str, rows: dict[str, str]) -> str:
+    """Markdown: mean ROC AUC [95 %] and AUC per budget for ``group``, ``rows`` ({group: label})
+    and the baselines of a benchmark's results.json; then ``group`` minus each of them, paired."""
+    plain = results["repeated"]["plain"]
+    cell = {(r["group"], str(r["budget"])): r for r in plain["scores"]}
+    baselines = {g: label for g, label in BASELINES.items() if (g, MEAN) in cell}
+    labels = {group: f"{group} (this release)", **rows, **baselines}
+    budgets = sorted({int(r["budget"]) for r in plain["scores"] if str(r["budget"]) != MEAN})
+    missing = [g for g in labels if (g, MEAN) not in cell]
+    if missing:
+        raise SystemExit(f"release: no repeated-split scores for {', '.join(missing)} in the results")
+    out = ["| features | mean AUC [95 %] | " + " | ".join(f"AUC {b}" for b in budgets) + " |",
+           "|---|---:|" + "---:|" * len(budgets)]
+    for g, label in sorted(labels.items(), key=lambda kv: -cell[(kv[0], MEAN)]["auc_mean"]):
+        m = cell[(g, MEAN)]
+        out.append(f"| {label} | {m['auc_mean']:.3f} [{m['auc_lo']:.3f}, {m['auc_hi']:.3f}] | "
+                   + " | ".join(f"{cell[(g, str(b))]['auc_mean']:.3f}" for b in budgets) + " |")
+    diffs = [d for d in plain["differences"] if str(d["budget"]) == MEAN and group in (d["group"], d["versus"])
+             and ({d["group"], d["versus"]} - {group}) <= set(labels)]
+    if diffs:
+        out += ["", f"Paired differences, {group} minus each (mean AUC over budgets, 95 % interval):", "",
+                "| versus | difference [95 %] |", "|---|---:|"]
+        shown = set()
+        for d in diffs:  # the benchmark stores group - versus; flip where the release is the versus
+            sign, other = (1, d["versus"]) if d["group"] == group else (-1, d["group"])
+            if other in shown:
+                continue
+            shown.add(other)
+            lo, hi = sorted((sign * d["auc_lo"], sign * d["auc_hi"]))
+            out.append(f"| {labels[other]} | {sign * d['auc_difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+    return "\n".join(out)
 
 
 def model_card(name: str, info: dict, run_cfg: dict, run: Path, results: str, hardware: str, notes: str) -> str:
@@ -79,8 +118,9 @@ or `hybridssl predict|embed|finetune --model weights/{name}`, `hybridssl benchma
 """
 
 
-def release(export: Path, name: str, run: Path, results_md: Path, hardware: str, notes: str = "",
+def release(export: Path, name: str, run: Path, results: str, hardware: str, notes: str = "",
             root: Path = Path("weights"), max_mb: float = 10.0) -> Path:
+    """``results``: the card's benchmark section (markdown, e.g. from ``card_table``)."""
     info = read_export_info(export)
     dest = root / name
     if dest.exists() and not (dest / CARD).is_file():
@@ -98,7 +138,7 @@ def release(export: Path, name: str, run: Path, results_md: Path, hardware: str,
         shutil.rmtree(tmp)
         raise SystemExit(f"release: {size:.1f} MB is over --max-mb {max_mb}")
     run_cfg = yaml.safe_load((run / "config.yaml").read_text())
-    (tmp / CARD).write_text(model_card(name, info, run_cfg, run, results_md.read_text(), hardware, notes))
+    (tmp / CARD).write_text(model_card(name, info, run_cfg, run, results, hardware, notes))
     load_backbone(tmp)  # the release loads as an export before it replaces anything
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -110,13 +150,17 @@ def main(argv=None) -> int:
     p.add_argument("export", type=Path)
     p.add_argument("--name", required=True)
     p.add_argument("--run", type=Path, required=True, help="the pretraining run folder (config.yaml, launches/)")
-    p.add_argument("--results", type=Path, required=True, help="the benchmark's results.md to put in the card")
+    p.add_argument("--results", type=Path, required=True, help="the rings benchmark's results.json")
+    p.add_argument("--group", required=True, help="the released backbone's row in the results")
+    p.add_argument("--rows", nargs="*", default=[], metavar="GROUP=LABEL", help="other rows to show")
     p.add_argument("--hardware", required=True)
     p.add_argument("--notes", default="")
     p.add_argument("--root", type=Path, default=Path("weights"))
     p.add_argument("--max-mb", type=float, default=10.0)
     a = p.parse_args(argv)
-    dest = release(a.export, a.name, a.run, a.results, a.hardware, a.notes, a.root, a.max_mb)
+    rows = dict(r.split("=", 1) for r in a.rows)
+    table = card_table(json.loads(a.results.read_text()), a.group, rows)
+    dest = release(a.export, a.name, a.run, table, a.hardware, a.notes, a.root, a.max_mb)
     print(f"released {a.export} -> {dest}")
     return 0
 

@@ -7,7 +7,7 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from benchmarks.release import release
+from benchmarks.release import card_table, release
 from hybridssl.export import export_checkpoint, load_backbone, load_head, read_export_info
 from test_export import tiny_run_config
 from hybridssl.train.run import pretrain
@@ -19,12 +19,14 @@ def exported(tmp_path_factory):
     cfg = tiny_run_config(root)
     pretrain(cfg)
     export_checkpoint(root / "run", root / "export")
-    (root / "results.md").write_text("| features | AUC |\n|---|---|\n| photometric | 0.7 |\n")
     return root
 
 
+TABLE = "| features | AUC |\n|---|---|\n| photometric | 0.7 |\n"
+
+
 def test_release_loads_as_an_export_in_fp16(exported, tmp_path):
-    dest = release(exported / "export", "tiny", exported / "run", exported / "results.md", "test CPU",
+    dest = release(exported / "export", "tiny", exported / "run", TABLE, "test CPU",
                    root=tmp_path / "weights")
     assert {t.dtype for t in load_file(str(dest / "model.safetensors")).values() if t.is_floating_point()} == \
         {torch.float16}
@@ -45,15 +47,41 @@ def test_release_refuses_a_folder_it_did_not_write(exported, tmp_path):
     foreign.mkdir(parents=True)
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(SystemExit, match="not a hybridssl release"):
-        release(exported / "export", "mine", exported / "run", exported / "results.md", "cpu", root=tmp_path / "weights")
+        release(exported / "export", "mine", exported / "run", TABLE, "cpu", root=tmp_path / "weights")
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
 def test_release_refuses_weights_over_the_size_cap(exported, tmp_path):
     with pytest.raises(SystemExit, match="over --max-mb"):
-        release(exported / "export", "big", exported / "run", exported / "results.md", "cpu",
+        release(exported / "export", "big", exported / "run", TABLE, "cpu",
                 root=tmp_path / "weights", max_mb=1e-4)
     assert not (tmp_path / "weights" / "big").exists()
+
+
+def _score(group, budget, auc):
+    return {"group": group, "budget": budget, "auc_mean": auc, "auc_lo": auc - 0.05, "auc_hi": auc + 0.05}
+
+
+def test_card_table_shows_the_release_its_baselines_and_paired_differences_from_its_side():
+    scores = [_score(g, b, auc + (0.01 if b == 50 else 0)) for g, auc in
+              (("hyb", 0.70), ("photometric", 0.68), ("scratch", 0.60), ("other", 0.50)) for b in (20, 50, "mean")]
+    diffs = [{"group": "hyb", "versus": "photometric", "budget": "mean", "auc_difference": 0.02, "auc_lo": -0.01,
+              "auc_hi": 0.05},
+             {"group": "photometric", "versus": "hyb", "budget": "mean", "auc_difference": -0.02, "auc_lo": -0.05,
+              "auc_hi": 0.01},  # the benchmark may store the pair either way round
+             {"group": "scratch", "versus": "hyb", "budget": "mean", "auc_difference": -0.10, "auc_lo": -0.15,
+              "auc_hi": -0.05}]
+    table = card_table({"repeated": {"plain": {"scores": scores, "differences": diffs}}}, "hyb", {})
+    lines = table.splitlines()
+    assert lines[0] == "| features | mean AUC [95 %] | AUC 20 | AUC 50 |"
+    assert [line.split(" |")[0] for line in lines[2:5]] == [
+        "| hyb (this release)", "| photometric baseline (8 numbers)", "| random init"]
+    assert "other" not in table  # only the rows asked for and the baselines
+    assert "| photometric baseline (8 numbers) | +0.020 [-0.010, +0.050] |" in table
+    assert "| random init | +0.100 [+0.050, +0.150] |" in table
+    assert table.count("| photometric baseline (8 numbers) | +") == 1
+    with pytest.raises(SystemExit, match="no repeated-split scores for missing"):
+        card_table({"repeated": {"plain": {"scores": scores, "differences": []}}}, "hyb", {"missing": "m"})
 
 
 RELEASED = sorted(p for p in (Path(__file__).resolve().parents[2] / "weights").glob("*") if p.is_dir())
