@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.real_data import prepare_all
+from benchmarks.real_sweep import pretrain_and_export
 from hybridssl.cli import main as hybridssl
 from hybridssl.config import load_config, resolve_config_path
 from hybridssl.train.config import PretrainConfig
@@ -42,14 +43,6 @@ def run(args: list[str]) -> None:
     rc = hybridssl(args)
     if rc:
         raise SystemExit(f"benchmark_real: `hybridssl {' '.join(args[:3])} ...` failed (exit {rc})")
-
-
-def pretrain_and_export(out: Path, name: str, overrides: list[str]) -> Path:
-    """Pretrain (resuming a finished or interrupted run) and export; the export directory."""
-    run(["pretrain", "--config", PRETRAIN_CONFIG, f"out_dir={out / 'runs' / name}", "resume=auto", *overrides])
-    export = out / "export" / name
-    run(["export", str(out / "runs" / name), "--out", str(export)])
-    return export
 
 
 def samples_per_s(run_dir: Path) -> float:

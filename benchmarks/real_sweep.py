@@ -37,10 +37,13 @@ TASKS = {"rings": ("real_rings", "ring"), "mergers": ("real_mergers", "merger")}
 
 
 def pretrain_and_export(out: Path, name: str, overrides: list[str]) -> Path:
-    """One variant in its own process pair (so several share a GPU); the export directory."""
+    """Pretrain ``configs/pretrain/demo.yaml`` with ``overrides`` (resuming a finished or interrupted
+    run) and export, in processes of their own (so several share a GPU or run in lanes), the log in
+    ``out/logs/<name>.log``; the export directory. The one pretrain-and-export of the benchmarks."""
     hssl = [sys.executable, "-m", "hybridssl.cli"]
     run, export = out / "runs" / name, out / "export" / name
     log = (out / "logs").joinpath(f"{name}.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as f:
         for cmd in ([*hssl, "pretrain", "--config", "demo", f"out_dir={run}", "resume=auto", *overrides],
                     [*hssl, "export", str(run), "--out", str(export)]):
