@@ -37,6 +37,28 @@ def curve_points(results: dict, batch_size: int, final_step: int | None = None) 
     return {k: sorted(v) for k, v in curves.items()}, flat
 
 
+def plot_curves(curves: dict, flat: dict, out: Path, ylabel: str) -> None:
+    """{name: [(samples seen, y, lo, hi)]} as lines with error bars, {name: (y, lo, hi)} as dashed
+    horizontal lines; a PNG at ``out``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, pts in curves.items():
+        x, y, lo, hi = zip(*pts)
+        ax.errorbar(x, y, yerr=[[m - l for m, l in zip(y, lo)], [h - m for m, h in zip(y, hi)]], marker="o",
+                    capsize=3, label=name)
+    for i, (name, (y, _, _)) in enumerate(sorted(flat.items())):
+        ax.axhline(y, ls="--", color=f"C{len(curves) + i}", label=name)
+    ax.set_xlabel("samples seen in pretraining")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bench", type=Path)
@@ -48,22 +70,7 @@ def main(argv=None) -> int:
                                  a.final_step)
     if not curves:
         raise SystemExit(f"curve: no backbone named MODE_stepN in {a.bench / 'results.json'}")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for mode, pts in curves.items():
-        x, y, lo, hi = zip(*pts)
-        ax.errorbar(x, y, yerr=[[m - l for m, l in zip(y, lo)], [h - m for m, h in zip(y, hi)]], marker="o",
-                    capsize=3, label=mode)
-    for i, (name, (auc, _, _)) in enumerate(sorted(flat.items())):
-        ax.axhline(auc, ls="--", color=f"C{len(curves) + i}", label=name)
-    ax.set_xlabel("samples seen in pretraining")
-    ax.set_ylabel("ring ROC AUC (mean over 20/50/100 labels)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(a.out, dpi=120)
+    plot_curves(curves, flat, a.out, "ring ROC AUC (mean over 20/50/100 labels)")
     steps = sorted({s for pts in curves.values() for s, *_ in pts})
     print("| mode | " + " | ".join(f"{s:,}" for s in steps) + " |")
     print("|---|" + "---:|" * len(steps))

@@ -2,13 +2,14 @@
 every checkpoint exported and scored, so each variant gets a curve of transfer against samples seen.
 
     python -m benchmarks.recipe_ablation OUT [--variants paper crop_mild px96] [--seeds 0 1]
-        [--steps 375] [--curve 5] [--lanes 1] [--limit N] [--budgets 20 50] [--draws 20]
+        [--steps 375] [--curve 5] [--lanes 1] [--limit N] [--budgets 20 50] [--draws 20] [--plot PNG]
 
 Pretraining is ``configs/pretrain/demo.yaml`` on the shipped real galaxies with only the variant's
 overrides changed; scores are ``benchmarks.real_sweep.validation_scores`` (class-balanced repeated
 draws inside the rings' train split: the test split is never read). Re-running skips finished runs,
-exports and scores. Writes ``OUT/ablation.json`` and prints a markdown table (variant x samples seen,
-mean over seeds).
+exports and scores. Writes ``OUT/ablation.json``, prints a markdown table (variant x samples seen,
+mean over seeds) and, with ``--plot``, draws the curves (mean over seeds, bars from the lowest to the
+highest seed; the random inits as dashed lines).
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.curve import plot_curves
 from benchmarks.real_data import prepare_all
 from benchmarks.real_sweep import pretrain_and_export, validation_scores
 
+BATCH = 32  # configs/pretrain/demo.yaml's data.batch_size: samples seen = step x BATCH
 # name -> (image size, pretraining overrides); 'paper' is demo.yaml as it is (configs/augment/galaxy.yaml)
 VARIANTS = {
     "paper": (64, []),
@@ -71,6 +74,15 @@ def table(results: dict, batch_size: int) -> str:
     return "\n".join(lines)
 
 
+def seed_curves(results: dict, batch_size: int) -> dict:
+    """{variant: [(samples seen, mean over seeds, lowest seed, highest seed)]}."""
+    by = {}
+    for r in results["runs"].values():
+        for step, auc in r["curve"].items():
+            by.setdefault(r["variant"], {}).setdefault(int(step) * batch_size, []).append(auc)
+    return {v: [(x, float(np.mean(a)), min(a), max(a)) for x, a in sorted(pts.items())] for v, pts in by.items()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
@@ -83,6 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", nargs="+", type=int, default=[20, 50])
     p.add_argument("--draws", type=int, default=20)
     p.add_argument("--pretrain-args", nargs="*", default=[], help="extra overrides for every run")
+    p.add_argument("--plot", type=Path, help="write the curves to this PNG")
     a = p.parse_args(argv)
     (a.out / "logs").mkdir(parents=True, exist_ok=True)
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every pretraining process
@@ -115,7 +128,10 @@ def main(argv=None) -> int:
                            f"budgets {a.budgets}, standardised logistic regression (benchmarks.real_sweep."
                            f"validation_scores); demo.yaml pretraining, {a.steps} steps, checkpoint every {every}")
     path.write_text(json.dumps(results, indent=1))
-    print(table(results, 32))
+    print(table(results, BATCH))
+    if a.plot:
+        inits = {f"random init ({k} px)": (v, v, v) for k, v in results["random_init"].items()}
+        plot_curves(seed_curves(results, BATCH), inits, a.plot, "validation ring AUC (mean over budgets)")
     return 0
 
 

@@ -1,5 +1,5 @@
 """The ablation's table: one row per variant, the mean over its seeds at each checkpoint."""
-from benchmarks.recipe_ablation import VARIANTS, table
+from benchmarks.recipe_ablation import VARIANTS, seed_curves, table
 
 
 def test_table_averages_seeds_per_checkpoint_and_shows_the_random_inits():
@@ -12,3 +12,9 @@ def test_table_averages_seeds_per_checkpoint_and_shows_the_random_inits():
     assert lines[3] == "| px96 | 1 | 0.550 | nan |"  # a checkpoint no seed reached
     assert lines[4].startswith("| random init (64 px) | | 0.580 |")
     assert set(VARIANTS) >= {"paper", "physical", "crop_mild", "px96"}
+
+
+def test_seed_curves_give_the_mean_and_the_seed_range_per_checkpoint():
+    runs = {"a_s0": {"variant": "a", "curve": {"75": 0.6, "150": 0.7}},
+            "a_s1": {"variant": "a", "curve": {"75": 0.8, "150": 0.5}}}
+    assert seed_curves({"runs": runs}, 32) == {"a": [(2400, 0.7, 0.6, 0.8), (4800, 0.6, 0.5, 0.7)]}
