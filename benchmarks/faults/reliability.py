@@ -243,7 +243,8 @@ def loud_errors(ctx: Ctx) -> list[Row]:
     shutil.copytree(shards, colon)
     p = ctx.cli("embed", "--model", model, "--shards", "dr8:v2", "--out", "colon.parquet", timeout=300, cwd=out)
     ok = p.rc == 0 and (out / "colon.parquet").exists()
-    rows.append(Row("a local folder named dr8:v2 (relative)", 1, int(ok), 0, f"rc={p.rc}: {p.message()}",
+    rows.append(Row("a local folder named dr8:v2 (relative)", 1, int(ok), 0,
+                    f"rc={p.rc}: " + ("read as a folder, colon.parquet written" if ok else p.message()),
                     seconds=p.seconds))
 
     with socket.socket() as s:  # bound and released: nothing listens there
@@ -264,8 +265,8 @@ def loud_errors(ctx: Ctx) -> list[Row]:
     summary = json.loads((ft / "config.json").read_text())["finetune"] if p.rc == 0 else {}
     used = summary.get("n_train", 0) + summary.get("n_val", 0)
     rows.append(Row("finetune: integer split column, overrides both sides of flags", 1,
-                    int(p.rc == 0 and used == n_train), 0, f"rc={p.rc}: {used} of {n_train} isplit==1 rows used; "
-                    f"{p.message() if p.rc else ''}", seconds=p.seconds))
+                    int(p.rc == 0 and used == n_train), 0, f"rc={p.rc}: {used} of {n_train} isplit==1 rows used"
+                    + (f"; {p.message()}" if p.rc else ""), seconds=p.seconds))
     p = ctx.cli("finetune", "--model", model, "--shards", split, "--task", "votes", "--out", out / "ft-none",
                 "split_column=isplit", "train_split=2", timeout=300)
     ok, detail = _one_line(p, "no row has isplit == '2' (values: ['0', '1'])")
@@ -288,7 +289,7 @@ def quiet_mistakes(ctx: Ctx) -> list[Row]:
     p = ctx.cli("pretrain", *pretrain_args(ctx, ctx.work / "runs" / "zero-votes", 1, out), timeout=600)
     warned = "every vote in it is zero" in p.err
     rows.append(Row("all-zero votes: pretraining start", 1, int(p.rc == 0 and warned), 0,
-                    f"rc={p.rc}; {'warns' if warned else 'does NOT warn'}; {p.message() if p.rc else ''}",
+                    f"rc={p.rc}; {'warns' if warned else 'does NOT warn'}" + (f"; {p.message()}" if p.rc else ""),
                     seconds=p.seconds))
     shards = labelled_shards(ctx)
     p = ctx.cli("pretrain", *pretrain_args(ctx, ctx.work / "runs" / "twice", 1, f"{shards},{shards}/"), timeout=300)
