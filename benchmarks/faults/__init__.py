@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.faults import config_guard, configs, corrupt, data, data_guard, reliability, security, training, training_guard
+from benchmarks.faults import (config_guard, configs, corrupt, data, data_guard, reliability, security, survey_guard,
+                               training, training_guard)
 from benchmarks.faults.harness import Ctx, Row
 
 FAULTS = {
@@ -28,9 +29,10 @@ FAULTS = {
     "out_dir_guard": [data_guard.two_prepares, data_guard.out_is_a_file, data_guard.no_inodes],
     "hostile_data": [data_guard.hostile_catalog, data_guard.keep_columns],
     "tampered_manifests": [data_guard.tampered_manifests],
-    "run_lock": [training_guard.concurrent_pretrain, training_guard.finetune_into_held_folder],
+    "run_lock": [training_guard.concurrent_pretrain, training_guard.finetune_into_running_pretraining,
+                 training_guard.two_finetunes],
     "resume_changes": [training_guard.resume_config_change],
-    "non_finite": [training_guard.diverging_run, training_guard.finetune_diverging],
+    "non_finite": [training_guard.diverging_run, training_guard.finetune_diverging, training_guard.finetune_huge_labels],
     "checkpoint_housekeeping": [training_guard.temp_checkpoints],
     "ddp_frozen": [training_guard.ddp_frozen_rank],
     "config_ranges": [config_guard.out_of_range, config_guard.alias_bomb],
@@ -41,6 +43,7 @@ FAULTS = {
     "export_config": [reliability.export_config],
     "loud_errors": [reliability.loud_errors],
     "quiet_mistakes": [reliability.quiet_mistakes],
+    "survey_resume": [survey_guard.resume_changed_inputs],
 }
 
 

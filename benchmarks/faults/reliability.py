@@ -10,6 +10,7 @@ import socket
 import cv2
 import numpy as np
 import pandas as pd
+import torch
 
 from benchmarks.faults.data import labelled_catalog, labelled_shards, prepare_args
 from benchmarks.faults.harness import Ctx, Row, rejected_text, save_catalog, tmpfs
@@ -73,7 +74,8 @@ def _npy_prepare(ctx: Ctx, catalog, out, *extra):
 
 
 def float_bands(ctx: Ctx) -> list[Row]:
-    """A band without coverage, blank FITS, 8- and 16-bit PNGs in one set, two stretches mixed."""
+    """A band without coverage, blank FITS, 8- and 16-bit PNGs in one set, two stretches mixed in
+    pretraining and between a model and the shards it embeds."""
     root = ctx.work / "bands"
     root.mkdir(parents=True, exist_ok=True)
     rng, rows = np.random.default_rng(7), []
@@ -121,6 +123,23 @@ def float_bands(ctx: Ctx) -> list[Row]:
                                            "augment.resize_size=16"), timeout=300)
     ok, detail = _one_line(p, "asinh stretch", "linear stretch")
     rows.append(Row("npy: pretraining on an asinh and a linear set", 1, int(ok), 0, detail, seconds=p.seconds))
+
+    run, model = ctx.work / "runs" / "asinh", ctx.work / "export" / "asinh"
+    shutil.rmtree(run, ignore_errors=True)
+    made = ctx.cli("pretrain", *pretrain_args(ctx, run, 2, None, f"data.unlabelled=[{sets['asinh']}]",
+                                              "data.labelled=[]", "data.batch_size=4", "mode=byol",
+                                              "augment.solarize_p=[0.0,0.0]", "augment.crop_size=16",
+                                              "augment.resize_size=16"), timeout=600)
+    exported = ctx.cli("export", run, "--out", model, timeout=300) if made.rc == 0 else made
+    if exported.rc != 0:
+        raise RuntimeError(f"could not train and export a model on the asinh set: {exported.tail()}")
+    same = ctx.cli("embed", "--model", model, "--shards", sets["asinh"], "--out", root / "asinh.parquet", timeout=300)
+    p = ctx.cli("embed", "--model", model, "--shards", sets["linear"], "--out", root / "linear.parquet", timeout=300)
+    ok, detail = _one_line(p, "linear stretch", "the model takes 2 float bands, asinh stretch")
+    rows.append(Row("npy: embed a linear set with an asinh-trained model", 1,
+                    int(ok and same.rc == 0 and not (root / "linear.parquet").exists()), 0,
+                    f"{detail}; its own asinh set: rc={same.rc}" + (f" [{same.message()}]" if same.rc else ""),
+                    seconds=same.seconds + p.seconds))
     return rows
 
 
@@ -143,12 +162,23 @@ def export_config(ctx: Ctx) -> list[Row]:
         return apply
     head = {"task": "classification", "label_column": "x", "in_features": 8, "n_outputs": 2, "dropout": 0.0,
             "classes": [0, 1]}
+
+    def wrong_shape(d):
+        """A two-class head whose file holds five outputs' weights (a finetune's layout: dropout, linear)."""
+        from safetensors.torch import save_file
+        info = json.loads((d / "config.json").read_text())
+        n = info.pop("head")["in_features"]
+        layers = torch.nn.Sequential(torch.nn.Dropout(0.0), torch.nn.Linear(n, 5))
+        save_file(dict(layers.state_dict()), str(d / "task_head.safetensors"))
+        info["task_head"] = {**head, "in_features": n, "file": "task_head.safetensors"}
+        (d / "config.json").write_text(json.dumps(info))
     cases = [("task_head.file outside the folder", edit("task_head", {**head, "file": "../../model.safetensors"}),
               "task_head.file"),
              ("image_size \"abc\"", edit("image_size", "abc"), "image_size 'abc'"),
              ("image_size -32", edit("image_size", -32), "image_size -32"),
              ("task_head.n_outputs 0", edit("task_head", {**head, "n_outputs": 0, "file": "task_head.safetensors"}),
-              "task_head.n_outputs")]
+              "task_head.n_outputs"),
+             ("task head weights of the wrong shape", wrong_shape, "task_head.safetensors: not weights")]
     rows = []
     for i, (name, change, says) in enumerate(cases):
         copy = ctx.work / "export" / f"config{i}"
@@ -213,7 +243,8 @@ def loud_errors(ctx: Ctx) -> list[Row]:
     shutil.copytree(shards, colon)
     p = ctx.cli("embed", "--model", model, "--shards", "dr8:v2", "--out", "colon.parquet", timeout=300, cwd=out)
     ok = p.rc == 0 and (out / "colon.parquet").exists()
-    rows.append(Row("a local folder named dr8:v2 (relative)", 1, int(ok), 0, f"rc={p.rc}: {p.message()}",
+    rows.append(Row("a local folder named dr8:v2 (relative)", 1, int(ok), 0,
+                    f"rc={p.rc}: " + ("read as a folder, colon.parquet written" if ok else p.message()),
                     seconds=p.seconds))
 
     with socket.socket() as s:  # bound and released: nothing listens there
@@ -234,8 +265,8 @@ def loud_errors(ctx: Ctx) -> list[Row]:
     summary = json.loads((ft / "config.json").read_text())["finetune"] if p.rc == 0 else {}
     used = summary.get("n_train", 0) + summary.get("n_val", 0)
     rows.append(Row("finetune: integer split column, overrides both sides of flags", 1,
-                    int(p.rc == 0 and used == n_train), 0, f"rc={p.rc}: {used} of {n_train} isplit==1 rows used; "
-                    f"{p.message() if p.rc else ''}", seconds=p.seconds))
+                    int(p.rc == 0 and used == n_train), 0, f"rc={p.rc}: {used} of {n_train} isplit==1 rows used"
+                    + (f"; {p.message()}" if p.rc else ""), seconds=p.seconds))
     p = ctx.cli("finetune", "--model", model, "--shards", split, "--task", "votes", "--out", out / "ft-none",
                 "split_column=isplit", "train_split=2", timeout=300)
     ok, detail = _one_line(p, "no row has isplit == '2' (values: ['0', '1'])")
@@ -258,7 +289,7 @@ def quiet_mistakes(ctx: Ctx) -> list[Row]:
     p = ctx.cli("pretrain", *pretrain_args(ctx, ctx.work / "runs" / "zero-votes", 1, out), timeout=600)
     warned = "every vote in it is zero" in p.err
     rows.append(Row("all-zero votes: pretraining start", 1, int(p.rc == 0 and warned), 0,
-                    f"rc={p.rc}; {'warns' if warned else 'does NOT warn'}; {p.message() if p.rc else ''}",
+                    f"rc={p.rc}; {'warns' if warned else 'does NOT warn'}" + (f"; {p.message()}" if p.rc else ""),
                     seconds=p.seconds))
     shards = labelled_shards(ctx)
     p = ctx.cli("pretrain", *pretrain_args(ctx, ctx.work / "runs" / "twice", 1, f"{shards},{shards}/"), timeout=300)

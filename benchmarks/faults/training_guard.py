@@ -1,6 +1,6 @@
 """Faults that guard a run directory (issue 15): two runs on one out_dir, a config changed between
 kill and resume, a diverging run, temp files a kill leaves, a frozen (SIGSTOP) DDP rank; finetune's
-divergence guard and writer lock (issue 24)."""
+divergence guard, regression-label check and writer lock (issue 24)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,13 +12,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
-from benchmarks.faults.data import labelled_shards
-from benchmarks.faults.harness import Ctx, Row, kill_group, torchrun_cmd
+from benchmarks.faults.data import labelled_catalog, labelled_shards, prepare_args
+from benchmarks.faults.harness import Ctx, Row, kill_group, save_catalog, torchrun_cmd
 from benchmarks.faults.training import (_rank_pid, _wait_for_checkpoint, baseline_seconds, checkpoints, exported_run,
                                         load_steps, pretrain_args, run_steps, trained_run)
-from hybridssl.locks import LOCK_FILE, dir_lock
+from hybridssl.locks import LOCK_FILE
 
 TORCHRUN_FAILED_WORKER_GRACE_S = 30  # torch.distributed.elastic: SIGTERM, then SIGKILL after 30 s
 
@@ -122,22 +124,92 @@ def finetune_diverging(ctx: Ctx) -> list[Row]:
     p = ctx.cli(*_finetune_args(ctx, out, "epochs=2", "lr=1e30"), timeout=600)
     ok, detail = _one_line(p, "not finite at step")
     nan_saved = [c.name for c in out.rglob("*.ckpt") if not _finite(c)]
-    exported = [f for f in ("config.json", "model.safetensors", "head.safetensors") if (out / f).exists()]
+    exported = _exported(out)
     return [Row("finetune diverging (lr=1e30)", 1, int(ok and not nan_saved and not exported),
                 len(nan_saved) + len(exported), f"{detail}; non-finite checkpoints: {nan_saved or 'none'}; "
                 f"exported: {exported or 'nothing'}", seconds=p.seconds)]
 
 
-def finetune_into_held_folder(ctx: Ctx) -> list[Row]:
-    """A finetune (its own process) into a folder a pretraining holds: refused, nothing written there."""
-    out = ctx.work / "finetune" / "held"
+def _regression_shards(ctx: Ctx) -> Path:
+    """The suite's catalog with a finite float32 column ``huge`` of +-3e38, prepared with it kept."""
+    def make():
+        df = pd.read_parquet(labelled_catalog(ctx))
+        df["huge"] = np.where(np.arange(len(df)) % 2, 3e38, -3e38).astype(np.float32)
+        catalog = save_catalog(df, labelled_catalog(ctx).parent / "huge.parquet")
+        out = ctx.work / "shards" / "huge"
+        p = ctx.cli(*prepare_args(catalog, out, 40, 1, "--keep-columns", "huge"), timeout=300)
+        if p.rc != 0:
+            raise RuntimeError(f"prepare with --keep-columns huge failed: {p.tail()}")
+        return out
+    return ctx.cached("huge-shards", make)
+
+
+def finetune_huge_labels(ctx: Ctx) -> list[Row]:
+    """Regression labels near +-3e38 (finite in float32, but their spread is not): one line naming
+    the column, nothing exported (they used to train NaN weights that predict read as class 0)."""
+    out = ctx.work / "finetune" / "huge"
     shutil.rmtree(out, ignore_errors=True)
-    with dir_lock(out, "pretrain"):
-        p = ctx.cli(*_finetune_args(ctx, out, "epochs=1"), timeout=300)
-        written = sorted(f.name for f in out.iterdir() if f.name != LOCK_FILE)
-    ok, detail = _one_line(p, "is in use by pretrain")
-    return [Row("finetune into a held run folder", 1, int(ok and not written), len(written),
-                f"{detail}; written there: {written or 'nothing'}", seconds=p.seconds)]
+    p = ctx.cli("finetune", "--model", exported_run(ctx), "--shards", _regression_shards(ctx), "--task",
+                "regression", "--label-column", "huge", "--batch-size", 8, "--out", out, "epochs=1", timeout=600)
+    ok, detail = _one_line(p, "'huge'", "too large for float32")
+    exported = _exported(out)
+    return [Row("finetune regression labels near +-3e38", 1, int(ok and not exported), len(exported),
+                f"{detail}; exported: {exported or 'nothing'}", seconds=p.seconds)]
+
+
+def _exported(out: Path) -> list[str]:
+    return [f for f in ("config.json", "model.safetensors", "head.safetensors", "task_head.safetensors")
+            if (out / f).exists()]
+
+
+def _wait_for_file(p, path: Path, limit: float = 300) -> bool:
+    """True once ``path`` holds bytes while ``p`` runs; False if ``p`` ended first."""
+    t0 = time.monotonic()
+    while p.poll() is None and time.monotonic() - t0 < limit:
+        if path.exists() and path.stat().st_size:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def finetune_into_running_pretraining(ctx: Ctx) -> list[Row]:
+    """A finetune into the out_dir of a pretraining that is running: refused naming the holder,
+    no finetune file written there, the pretraining still going."""
+    run = ctx.work / "runs" / "busy"
+    shutil.rmtree(run, ignore_errors=True)
+    pretrain = ctx.spawn("pretrain", *pretrain_args(ctx, run, 10_000), log=ctx.path("logs", "busy-pretrain.log"))
+    try:
+        held = _wait_for_file(pretrain, run / LOCK_FILE)  # the holder record is written
+        p = ctx.cli(*_finetune_args(ctx, run, "epochs=1"), timeout=300)
+        running = pretrain.poll() is None
+    finally:
+        kill_group(pretrain)
+    ok, detail = _one_line(p, "is in use by pretrain", str(pretrain.pid))
+    written = [f for f in ("finetune.yaml", *_exported(run)) if (run / f).exists()]
+    return [Row("finetune into a running pretraining's out_dir", 1, int(ok and held and running and not written),
+                len(written), f"{detail}; pretraining {'still running' if running else 'HAD ENDED'}; finetune files "
+                f"written there: {written or 'none'}", seconds=p.seconds)]
+
+
+def two_finetunes(ctx: Ctx) -> list[Row]:
+    """A second finetune on the --out of one that is running: refused naming the first; the
+    folder keeps the first's settings (it used to end with the other's classifier)."""
+    out = ctx.work / "finetune" / "twice"
+    shutil.rmtree(out, ignore_errors=True)
+    settings = out / "finetune.yaml"  # written by the first once it holds the folder
+    first = ctx.spawn(*_finetune_args(ctx, out, "epochs=500"), log=ctx.path("logs", "finetune-first.log"))
+    try:
+        held = _wait_for_file(first, settings)
+        before = settings.read_bytes() if held else b""
+        second = ctx.cli(*_finetune_args(ctx, out, "epochs=1", "lr=0.5"), timeout=300)
+        running = first.poll() is None
+    finally:
+        kill_group(first)
+    ok, detail = _one_line(second, "is in use by finetune", str(first.pid))
+    kept = held and settings.read_bytes() == before and b"epochs: 500" in before and not _exported(out)
+    return [Row("two finetunes on one --out", 1, int(ok and held and running and kept), int(not kept),
+                f"second {detail}; first {'still running' if running else 'HAD ENDED'}; finetune.yaml and "
+                f"exports {'still the first run' if kept else 'CHANGED'}", seconds=second.seconds)]
 
 
 def temp_checkpoints(ctx: Ctx) -> list[Row]:

@@ -52,7 +52,9 @@ def eval_transform(info: dict, preset: str):
     size = int(info["image_size"])
     crop_pct = float((info.get("pretrained_cfg") or {}).get("crop_pct", 1.0))
     rgb = [f"mean={list(info['mean'])}", f"std={list(info['std'])}"] if info.get("bands") is None else []
-    cfg = load_augment_config(preset, [f"crop_size={size}", f"resize_size={round(size / crop_pct)}", *rgb])
+    # the blur kernel is a size key too (~10% of the crop, 23 at 224 px): a preset's own is too big below 23 px
+    sizes = [f"crop_size={size}", f"resize_size={round(size / crop_pct)}", f"blur_kernel={2 * (size // 20) + 1}"]
+    cfg = load_augment_config(preset, [*sizes, *rgb])
     return eval_transform_for(cfg, info), {**to_dict(cfg), **({"bands": info["bands"]} if not rgb else {})}
 
 

@@ -64,3 +64,15 @@ def test_features_match_a_direct_forward_pass(tmp_path, shards):
     with torch.inference_mode():
         direct = model(transform(torch.stack([ds[i]["image"] for i in (0, 13)]))).numpy()
     np.testing.assert_allclose(feats.x[[0, 13]], direct, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [16, 224])
+def test_eval_transform_takes_models_smaller_than_the_presets_blur_kernel(size):
+    """A model trained at 16 px (below galaxy.yaml's 23 px blur kernel) is embedded, not refused."""
+    import torch
+
+    from hybridssl.evaluate.features import eval_transform
+
+    transform, settings = eval_transform({"image_size": size, "mean": [0.5] * 3, "std": [0.25] * 3}, "minimal")
+    assert settings["crop_size"] == size and settings["blur_kernel"] <= size
+    assert transform(torch.zeros(2, 3, size, size, dtype=torch.uint8)).shape == (2, 3, size, size)
