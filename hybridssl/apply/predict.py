@@ -3,9 +3,9 @@
 For every galaxy and answer column ``c``: ``c_fraction`` (expected vote fraction, the Dirichlet
 mean averaged over MC samples), ``c_fraction_lo`` / ``c_fraction_hi`` (central ``--interval`` of
 the fraction's Beta marginal, mixed over MC samples), and per question ``{question}_asked`` (the
-probability the decision tree reaches it, from the expected fractions). Rows are written batch
-by batch into a temp file renamed onto ``--out`` at the end. ``--out DIR/`` writes one file per
-shard instead (``hybridssl.apply.survey``).
+probability the decision tree reaches it, from the expected fractions). Rows are written
+``ROW_GROUP`` at a time into a temp file renamed onto ``--out`` at the end. ``--out DIR/``
+writes one file per shard instead (``hybridssl.apply.survey``).
 
 A ``hybridssl finetune`` export with a classification head gives instead ``{label}_pred`` (the most
 probable class) and ``{label}_prob_{class}`` per class; with a regression head, ``{label}_pred``.
@@ -93,13 +93,19 @@ def add_arguments(parser) -> None:
                         help="central interval of each vote fraction (default 0.9: 5%% to 95%%)")
 
 
+# Rows per parquet row group. A group per batch (685 column chunks per 128 rows), dictionary-encoded,
+# cost the main loop 0.4 ms per galaxy to write (0.05 ms like this; a GPU's forward is ~0.1 ms) and
+# made files 1.5x larger and ~20x slower to read. Floats are written plain: no dictionary fits them.
+ROW_GROUP = 8192
+
+
 def write_predictions(model, dataset, args, out, with_campaign: bool | None = None) -> int:
     """Predict every galaxy of ``dataset`` into parquet ``out`` (atomically); the number of rows.
     ``with_campaign`` None: a campaign column only when the source knows campaigns."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    n, writer = 0, None
+    n, writer, pending = 0, None, []
     with atomic_path(out) as tmp:
         try:
             for batch, predictions in column_batches(model, dataset, args):
@@ -111,9 +117,15 @@ def write_predictions(model, dataset, args, out, with_campaign: bool | None = No
                 cols.update(predictions)
                 table = pa.table(cols).replace_schema_metadata({MARK: "predict"})  # ours to replace later
                 if writer is None:
-                    writer = pq.ParquetWriter(str(tmp), table.schema)
-                writer.write_table(table)
+                    keyed = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+                    writer = pq.ParquetWriter(str(tmp), table.schema, use_dictionary=keyed)
+                pending.append(table)
                 n += len(batch["id_str"])
+                if sum(map(len, pending)) >= ROW_GROUP:
+                    writer.write_table(pa.concat_tables(pending))
+                    pending = []
+            if pending:
+                writer.write_table(pa.concat_tables(pending))
         finally:
             if writer is not None:
                 writer.close()

@@ -89,6 +89,22 @@ def test_unlabelled_source_has_no_campaign_column(setup, tmp_path):
     assert df.columns[0] == "id_str" and "campaign" not in df.columns and len(df) == 6
 
 
+def test_rows_are_written_in_row_groups_of_many_batches_with_plain_floats(setup, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from hybridssl.apply import predict as predict_module
+
+    monkeypatch.setattr(predict_module, "ROW_GROUP", 12)
+    out = tmp_path / "p.parquet"
+    assert predict(setup, out) == 0  # batches of 8, 8 and 4: a group once 12 rows wait, then the rest
+    meta = pq.ParquetFile(out).metadata
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [16, 4]
+    encodings = {meta.schema.column(j).name: meta.row_group(0).column(j).encodings for j in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["id_str"]
+    assert not any("DICTIONARY" in e for e in encodings[answer_columns("fraction_lo")[0]])
+    assert pd.read_parquet(out).id_str.tolist() == [fake_id(i) for i in range(N)]
+
+
 @pytest.mark.parametrize("model, extra, message", [
     ("no_head", [], "needs a Dirichlet head"),
     ("no_dropout", ["--mc-samples", "3"], "dropout 0"),
