@@ -1,7 +1,7 @@
 """Recipe ablation on validation galaxies (issue 22): each variant pretrained with several seeds,
 every checkpoint exported and scored, so each variant gets a curve of transfer against samples seen.
 
-    python -m benchmarks.recipe_ablation OUT [--variants paper crop_mild px96] [--seeds 0 1]
+    python -m benchmarks.recipe_ablation OUT [--variants paper crop_mild px96] [--seeds 0 1] [--pretrain-args mode=byol]
         [--steps 375] [--curve 5] [--lanes 1] [--limit N] [--budgets 20 50] [--draws 20] [--plot PNG]
 
 Pretraining is ``configs/pretrain/demo.yaml`` on the shipped real galaxies with only the variant's
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         run = run_variant(a.out, shards[size], variant, seed, a.steps, every, a.pretrain_args)
         with lock:
             curve = score_curve(a.out, run, shards[size], a.budgets, a.draws)
-            results["runs"][run.name] = {"variant": variant, "seed": seed, "overrides": overrides,
+            results["runs"][run.name] = {"variant": variant, "seed": seed, "overrides": [*overrides, *a.pretrain_args],
                                          "curve": {str(k): v for k, v in curve.items()}}
             path.write_text(json.dumps(results, indent=1))
 
