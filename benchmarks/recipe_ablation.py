@@ -1,8 +1,8 @@
 """Recipe ablation on validation galaxies (issue 22): each variant pretrained with several seeds,
 every checkpoint exported and scored, so each variant gets a curve of transfer against samples seen.
 
-    python -m benchmarks.recipe_ablation OUT [--variants paper crop_mild px96] [--seeds 0 1] [--pretrain-args mode=byol]
-        [--steps 375] [--curve 5] [--lanes 1] [--limit N] [--budgets 20 50] [--draws 20] [--plot PNG]
+    python -m benchmarks.recipe_ablation OUT [--variants paper crop_mild px96] [--seeds 0 1]
+        [--pretrain-args mode=byol] [--steps 375] [--curve 5] [--lanes 1] [--limit N] [--budgets 20 50] [--draws 20] [--plot PNG]
 
 Pretraining is ``configs/pretrain/demo.yaml`` on the shipped real galaxies with only the variant's
 overrides changed; scores are ``benchmarks.real_sweep.validation_scores`` (class-balanced repeated
@@ -47,31 +47,22 @@ def run_variant(out: Path, shards: Path, name: str, seed: int, steps: int, every
     return out / "runs" / f"{name}_s{seed}"
 
 
+def validation_auc(export: Path, shards: Path, budgets: list, draws: int, cache: Path) -> float:
+    """Validation ring AUC of one export, mean over draws then budgets."""
+    s = validation_scores(export, shards / "rings", "rings", budgets, draws, "cpu", cache)
+    return float(np.mean([np.mean(v) for v in s.values()]))
+
+
 def score_curve(out: Path, run: Path, shards: Path, budgets: list, draws: int) -> dict:
-    """{step: validation AUC (mean over budgets)} for every checkpoint of ``run``."""
+    """{step: validation AUC} for every checkpoint of ``run``, each exported to OUT/curve/RUN/stepN."""
     from hybridssl.export import export_checkpoint
     curve = {}
     for ckpt in sorted((run / "checkpoints").glob("step*.ckpt")):
         dest = out / "curve" / run.name / ckpt.stem
         if not (dest / "model.safetensors").is_file():
             export_checkpoint(ckpt, dest)
-        s = validation_scores(dest, shards / "rings", "rings", budgets, draws, "cpu", out / "valfeatures")
-        curve[int(ckpt.stem.removeprefix("step"))] = float(np.mean([np.mean(v) for v in s.values()]))
+        curve[int(ckpt.stem.removeprefix("step"))] = validation_auc(dest, shards, budgets, draws, out / "valfeatures")
     return curve
-
-
-def table(results: dict, batch_size: int) -> str:
-    steps = sorted({int(s) for v in results["runs"].values() for s in v["curve"]})
-    lines = ["| variant | seeds | " + " | ".join(f"{s * batch_size:,}" for s in steps) + " |",
-             "|---|---:|" + "---:|" * len(steps)]
-    for name in VARIANTS:
-        runs = [v for v in results["runs"].values() if v["variant"] == name]
-        if runs:
-            cells = [np.mean([r["curve"][str(s)] for r in runs if str(s) in r["curve"]] or [np.nan]) for s in steps]
-            lines.append(f"| {name} | {len(runs)} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-    for size, auc in sorted(results["random_init"].items()):
-        lines.append(f"| random init ({size} px) | | {auc:.3f} |" + " |" * (len(steps) - 1))
-    return "\n".join(lines)
 
 
 def seed_curves(results: dict, batch_size: int) -> dict:
@@ -81,6 +72,20 @@ def seed_curves(results: dict, batch_size: int) -> dict:
         for step, auc in r["curve"].items():
             by.setdefault(r["variant"], {}).setdefault(int(step) * batch_size, []).append(auc)
     return {v: [(x, float(np.mean(a)), min(a), max(a)) for x, a in sorted(pts.items())] for v, pts in by.items()}
+
+
+def table(results: dict, batch_size: int) -> str:
+    """Markdown: a row per variant (mean over its seeds at each checkpoint), then the random inits."""
+    curves = seed_curves(results, batch_size)
+    xs = sorted({x for pts in curves.values() for x, *_ in pts})
+    lines = ["| variant | seeds | " + " | ".join(f"{x:,}" for x in xs) + " |", "|---|---:|" + "---:|" * len(xs)]
+    for name in (v for v in VARIANTS if v in curves):
+        mean = {x: m for x, m, *_ in curves[name]}
+        seeds = sum(r["variant"] == name for r in results["runs"].values())
+        lines.append(f"| {name} | {seeds} | " + " | ".join(f"{mean.get(x, np.nan):.3f}" for x in xs) + " |")
+    for size, auc in sorted(results["random_init"].items()):
+        lines.append(f"| random init ({size} px) | | {auc:.3f} |" + " |" * (len(xs) - 1))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -122,8 +127,7 @@ def main(argv=None) -> int:
     for size in sizes:  # the same random init every run starts from (seed 0), for scale
         init = pretrain_and_export(a.out, f"scratch{size}", ["mode=scratch", f"data.labelled=[{shards[size]}/gz1]",
                                                              f"augment.crop_size={size}", f"augment.resize_size={size}"])
-        s = validation_scores(init, shards[size] / "rings", "rings", a.budgets, a.draws, "cpu", a.out / "valfeatures")
-        results["random_init"][str(size)] = float(np.mean([np.mean(v) for v in s.values()]))
+        results["random_init"][str(size)] = validation_auc(init, shards[size], a.budgets, a.draws, a.out / "valfeatures")
     results["protocol"] = (f"validation galaxies inside the rings' train split: {a.draws} class-balanced draws, "
                            f"budgets {a.budgets}, standardised logistic regression (benchmarks.real_sweep."
                            f"validation_scores); demo.yaml pretraining, {a.steps} steps, checkpoint every {every}")
