@@ -26,12 +26,12 @@ import numpy as np
 import torch
 import webdataset as wds
 from PIL import Image
-from tqdm import tqdm
 
+from hybridssl.cli import progress
 from hybridssl.config import load_config
 from hybridssl.data import DataConfig, build_train_loader, decode_image
 from hybridssl.schema import load_schema
-from hybridssl.shards import MANIFEST, SHARD_PATTERN, encode_key, sha256_file
+from hybridssl.storage.shards import MANIFEST, SHARD_PATTERN, encode_key, sha256_file
 
 
 def _jpeg(rng: np.random.Generator, size: int) -> bytes:
@@ -50,7 +50,7 @@ def write_both(root: Path, n: int, size: int, per_shard: int = 256) -> tuple[lis
     (root / "files").mkdir(parents=True)
     shard_dir.mkdir()
     entries = []
-    for s, start in enumerate(tqdm(range(0, n, per_shard), desc="writing images", leave=False)):
+    for s, start in enumerate(progress(range(0, n, per_shard), desc="writing images", leave=False)):
         name = SHARD_PATTERN.format(s)
         with wds.TarWriter(str(shard_dir / name), mtime=0) as tw:  # as prepare: no PAX headers
             for i in range(start, min(n, start + per_shard)):
@@ -98,7 +98,7 @@ def interleaved(loaders: dict, n_expected: int, repeats: int) -> dict:
     for loader in loaders.values():  # warm-up: page cache, worker start-up paths
         _samples_per_s(loader, n_expected)
     rates = {name: [] for name in loaders}
-    for _ in tqdm(range(repeats), desc="timing passes", leave=False):
+    for _ in progress(range(repeats), desc="timing passes", leave=False):
         for name, loader in loaders.items():
             rates[name].append(_samples_per_s(loader, n_expected))
     first, second = rates.values()

@@ -62,7 +62,7 @@ $PY -m hybridssl.cli pretrain --config real_long mode=scratch out_dir="$OUT/runs
 $PY - "$OUT" >> "$OUT/logs/export.log" 2>&1 <<'PY'
 import sys
 from pathlib import Path
-from hybridssl.export import export_checkpoint
+from hybridssl.export.timm_folder import export_checkpoint
 out = Path(sys.argv[1])
 for run in sorted((out / "runs").iterdir()):
     jobs = [(run, out / "export" / run.name)]

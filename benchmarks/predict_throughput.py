@@ -24,10 +24,10 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from hybridssl.atomic import atomic_write_text
+from hybridssl.storage.atomic import atomic_write_text
 from hybridssl.cli import main as cli
-from hybridssl.export import CONFIG_FILE, HEAD_FILE, MODEL_FILE
-from hybridssl.heads import DirichletHead
+from hybridssl.export.timm_folder import CONFIG_FILE, HEAD_FILE, MODEL_FILE
+from hybridssl.model.heads import DirichletHead
 from hybridssl.schema import load_schema
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -55,7 +55,7 @@ def validation_auc(export: Path, shards: Path, budgets: list, draws: int, cache:
 
 def score_curve(out: Path, run: Path, shards: Path, budgets: list, draws: int) -> dict:
     """{step: validation AUC} for every checkpoint of ``run``, each exported to OUT/curve/RUN/stepN."""
-    from hybridssl.export import export_checkpoint
+    from hybridssl.export.timm_folder import export_checkpoint
     curve = {}
     for ckpt in sorted((run / "checkpoints").glob("step*.ckpt")):
         dest = out / "curve" / run.name / ckpt.stem

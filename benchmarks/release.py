@@ -24,7 +24,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from hybridssl.evaluate.bootstrap import MEAN
-from hybridssl.export import CONFIG_FILE, HEAD_FILE, MODEL_FILE, load_backbone, read_export_info
+from hybridssl.export.timm_folder import CONFIG_FILE, HEAD_FILE, MODEL_FILE, load_backbone, read_export_info
 
 CARD = "README.md"
 # the benchmark's rows every card shows when present (scratch: the random init as a demo run names it)

@@ -33,12 +33,12 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
-from tqdm import tqdm
 
-from hybridssl.atomic import atomic_write_text
-from hybridssl.augment import TwoViews
-from hybridssl.losses import dirichlet_multinomial_nll
-from hybridssl.model import backbone_args
+from hybridssl.cli import progress
+from hybridssl.storage.atomic import atomic_write_text
+from hybridssl.augment.rgb import TwoViews
+from hybridssl.model.losses import dirichlet_multinomial_nll
+from hybridssl.model.hybrid import backbone_args
 from hybridssl.schema import Schema, load_schema
 from hybridssl.train.module import PretrainModule
 
@@ -408,7 +408,7 @@ def run_suite(a: argparse.Namespace) -> dict:
     cfg = pretrain_config(a.config, a.arch, a.image_size, a.batch, a.precision)
     reps = 5 if a.quick else 20
     res: dict = {}
-    parts = tqdm(a.only, desc="throughput suite", disable=None)
+    parts = progress(a.only, desc="throughput suite")
     for part in parts:
         parts.set_postfix_str(part)
         if part == "loss":

@@ -44,11 +44,11 @@ import timm
 import torch
 import torchmetrics
 from omegaconf import MISSING
-from tqdm import tqdm
 
 import hybridssl
-from hybridssl import export
-from hybridssl.atomic import atomic_path, atomic_write_text
+from hybridssl.cli import progress
+from hybridssl.export import timm_folder as export
+from hybridssl.storage.atomic import atomic_path, atomic_write_text
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
 from hybridssl.data import read_meta
 from hybridssl.evaluate.bootstrap import BootstrapConfig, groups
@@ -62,8 +62,8 @@ from hybridssl.evaluate.random_init import write_random_init
 from hybridssl.evaluate.repeated import PREDICTIONS, RepeatedConfig, markdown, predict_draws, summarise
 from hybridssl.evaluate.report import append_cell, cell_key, load_cells, write_reports
 from hybridssl.evaluate.subsets import budget_size, check_budgets, nested_subsets
-from hybridssl.outputs import check_outputs
-from hybridssl.shards import MANIFEST, ShardError, sha256_file
+from hybridssl.storage.outputs import check_outputs
+from hybridssl.storage.shards import MANIFEST, ShardError, sha256_file
 
 PROTOCOLS = ("linear", "knn", "finetune")
 BASELINES = ("photometric", "colour", "random_init")
@@ -207,7 +207,7 @@ def run_grid(cfg: BenchmarkConfig, task: Task, backbones: dict, pixel: dict[str,
     grid = [(name, seed, budget, protocol) for name in [*cfg.backbones, *pixel] for seed in cfg.seeds
             for budget in cfg.budgets for protocol in cfg.protocols if not (name in pixel and protocol == "finetune")]
     cells = []
-    bar = tqdm(total=len(grid), desc="benchmark cells", unit="cell", disable=not sys.stderr.isatty())
+    bar = progress(total=len(grid), desc="benchmark cells", unit="cell")
     features, subsets = dict(pixel), {}
     for name, seed, budget, protocol in grid:
         fp = fingerprint(name, protocol)

@@ -30,8 +30,8 @@ from collections import Counter
 
 import numpy as np
 
-from hybridssl.images import ImageError, load_bands, resize_square
-from hybridssl.shards import encode_array
+from hybridssl.storage.images import ImageError, load_bands, resize_square
+from hybridssl.storage.shards import encode_array
 
 NPY_FORMAT = "npy"
 _PIXELS_PER_IMAGE = 4096

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridssl.catalog import CatalogError, _plain
+from hybridssl.storage.catalog import CatalogError, _plain
 from hybridssl.config import read_yaml_mapping, resolve_config_path
 from hybridssl.schema import Schema
 

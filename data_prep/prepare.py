@@ -1,4 +1,4 @@
-"""``hybridssl prepare``: a catalog's images and votes -> WebDataset shards (``hybridssl/shards.py``).
+"""``hybridssl prepare``: a catalog's images and votes -> WebDataset shards (``hybridssl/storage/shards.py``).
 
 Rows that pass the catalog checks are assigned to shards by catalog order (``shard_size``
 each), so a re-run plans the same shards: it keeps every shard whose sha256 matches the
@@ -25,18 +25,18 @@ from pathlib import Path
 from typing import List, Optional
 
 from omegaconf import MISSING, OmegaConf
-from tqdm import tqdm
 
 from data_prep.bands import NPY_FORMAT, band_stats, prepare_bands
-from hybridssl.catalog import CatalogError, CatalogRows, load_rows
+from hybridssl.cli import progress
+from hybridssl.storage.catalog import CatalogError, CatalogRows, load_rows
 from data_prep.class_votes import load_class_map
-from hybridssl.images import FITS_STRETCHES, IMAGE_FORMATS, MAX_IMAGE_SIZE, ImageError, prepare_image
-from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
+from hybridssl.storage.images import FITS_STRETCHES, IMAGE_FORMATS, MAX_IMAGE_SIZE, ImageError, prepare_image
+from hybridssl.storage.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.cli import user_error
 from hybridssl.config import ConfigError, load_config, resolve_config_path, to_dict
-from hybridssl.locks import dir_lock
+from hybridssl.storage.locks import dir_lock
 from hybridssl.schema import load_schema
-from hybridssl.shards import (FORMAT_VERSION, MANIFEST, META_FIELDS, SHARD_PATTERN, ShardError, encode_key,
+from hybridssl.storage.shards import (FORMAT_VERSION, MANIFEST, META_FIELDS, SHARD_PATTERN, ShardError, encode_key,
                               encode_votes, sha256_file)
 
 REJECTED = "rejected.csv"
@@ -169,7 +169,7 @@ def _complete_shards(out: Path, fingerprint: dict, planned: set) -> tuple[dict, 
                              "use another --out or remove that directory")
     done = {}
     listed = [e for e in old.get("shards", []) if e.get("name") in planned]  # never a path from elsewhere
-    for e in tqdm(listed, desc="checking complete shards", unit="shard", disable=None):
+    for e in progress(listed, desc="checking complete shards", unit="shard"):
         p = out / e["name"]
         if p.is_file() and p.stat().st_size == e.get("bytes") and sha256_file(p) == e.get("sha256"):
             done[e["name"]] = e
@@ -227,7 +227,7 @@ def _prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: 
               f" (rows with votes in them are rejected): {', '.join(vote_cols.unknown)}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     for pattern in (".shard-*.tmp", f".{MANIFEST}.*.tmp", f".{REJECTED}.*.tmp"):
-        for stale in out.glob(pattern):  # temp files of a killed run (hybridssl.atomic names)
+        for stale in out.glob(pattern):  # temp files of a killed run (hybridssl.storage.atomic names)
             stale.unlink()
     fingerprint = {"catalog_sha256": sha256_file(catalog), "schema_hash": schema.hash,
                    **{k: v for k, v in to_dict(cfg).items() if k in _CONTENT_KEYS},
@@ -246,7 +246,7 @@ def _prepare(catalog: str | Path, out: str | Path, cfg: PrepareConfig, command: 
     def save_manifest():
         _write_manifest(out, schema, cfg, shards, len(tasks), fingerprint, command, created, votes_note, bands)
     save_manifest()  # drops entries of shards found damaged
-    with tqdm(total=sum(len(t["ids"]) for t in todo), desc="prepare", unit="img", disable=None) as bar:
+    with progress(total=sum(len(t["ids"]) for t in todo), desc="prepare", unit="img") as bar:
         for entry in _run_tasks(todo, cfg.workers):
             shards[entry["name"]] = entry
             save_manifest()

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from hybridssl.images import decode_image
-from hybridssl.shards import (MANIFEST, decode_array, decode_key, decode_votes, manifest_in_chans,
+from hybridssl.cli import progress as progress_bar
+from hybridssl.storage.images import decode_image
+from hybridssl.storage.shards import (MANIFEST, decode_array, decode_key, decode_votes, manifest_in_chans,
                               read_manifest, sha256_file, shard_entry_problem)
 
 _MAX_SAMPLE_PROBLEMS = 3  # per shard; the count says how many more
@@ -131,7 +131,7 @@ def verify(shard_dir: str | Path, progress: bool = True) -> VerifyReport:
     report = VerifyReport(n_shards=len(m["shards"]))
     owner: dict[str, str] = {}
     names_seen: set = set()
-    for entry in tqdm(m["shards"], desc="verify", unit="shard", disable=None if progress else True):
+    for entry in progress_bar(m["shards"], desc="verify", unit="shard", enabled=progress):
         name = str(entry.get("name"))
         problem = shard_entry_problem(name, names_seen)
         if problem:  # never open a path the manifest could point anywhere, nor a shard twice

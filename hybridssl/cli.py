@@ -9,7 +9,8 @@ import argparse
 import errno
 import importlib
 import sys
-from typing import Callable
+import time
+from typing import Callable, Iterable, Optional
 
 # name -> (module, one-line help), in data-flow order
 COMMANDS = {
@@ -17,9 +18,9 @@ COMMANDS = {
     "demo-data": ("data_prep.synthetic.cli", "generate the synthetic GZ-Evo-like demo dataset"),
     "prepare": ("data_prep.prepare", "write a catalog's images and votes into WebDataset shards"),
     "verify": ("data_prep.verify", "check shards against their manifest; name every bad shard"),
-    "augment-preview": ("hybridssl.augment", "save a grid of originals and their two augmented views"),
+    "augment-preview": ("hybridssl.augment.preview", "save a grid of originals and their two augmented views"),
     "pretrain": ("hybridssl.train.cli", "pretrain a backbone (hybrid | byol | supervised | scratch)"),
-    "export": ("hybridssl.export", "export a checkpoint's backbone in timm format (+ Dirichlet head)"),
+    "export": ("hybridssl.export.timm_folder", "export a checkpoint's backbone in timm format (+ Dirichlet head)"),
     "benchmark": ("benchmarks.transfer", "low-label transfer benchmark of exported backbones"),
     "finetune": ("hybridssl.finetune.cli", "train an export plus a new head on your labels (class, value, votes)"),
     "predict": ("hybridssl.apply.predict", "expected vote fractions, intervals and ask probabilities per answer"),
@@ -86,8 +87,8 @@ def _is_user_error(e: BaseException) -> bool:
     """Errors users cause are ValueError subclasses (ConfigError, ShardError, ...), file/disk
     problems or a directory another run holds; a bare ValueError is more likely a bug and keeps
     its traceback."""
-    from hybridssl.atomic import DiskWriteError
-    from hybridssl.locks import LockError
+    from hybridssl.storage.atomic import DiskWriteError
+    from hybridssl.storage.locks import LockError
     return (isinstance(e, ValueError) and type(e) is not ValueError) or isinstance(
         e, (FileNotFoundError, DiskWriteError, LockError)) or (
         isinstance(e, OSError) and e.errno in _USER_ERRNOS)
@@ -113,6 +114,68 @@ def run_command(prog: str, fn: Callable[..., int | None], *args) -> int:
         return user_error(prog, e)
 
 
+class LogProgress:
+    """A progress report for a log file: a line at every ``step`` percent once the stage has run for
+    ``quiet_s`` seconds since the last line, and one line when it ends; never a carriage return."""
+
+    def __init__(self, iterable: Optional[Iterable], total: Optional[int], desc: str, unit: str,
+                 step: int = 25, quiet_s: float = 30.0, silent: bool = False):
+        self.iterable, self.desc, self.unit, self.step, self.quiet_s = iterable, desc, unit, step, quiet_s
+        self.silent = silent
+        self.total = total if total is not None or iterable is None else getattr(iterable, "__len__", lambda: None)()
+        self.n, self._next, self._closed = 0, step, False
+        self._start = self._last = time.perf_counter()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update()
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if not self.total or self.n * 100 < self._next * self.total:
+            return
+        while self._next <= 100 * self.n / self.total:
+            self._next += self.step
+        if time.perf_counter() - self._last >= self.quiet_s and self.n < self.total:
+            self._line(f"{100 * self.n // self.total}%")
+
+    def set_postfix_str(self, text: str) -> None:
+        """What a terminal bar shows after the count; a log keeps only the percent lines."""
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._line("done")
+
+    def _line(self, what: str) -> None:
+        self._last = time.perf_counter()
+        if self.silent:
+            return
+        count = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        print(f"{self.desc}: {what}, {count} {self.unit} in {self._last - self._start:.0f} s", file=sys.stderr,
+              flush=True)
+
+
+def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None, desc: str = "", unit: str = "it",
+             leave: bool = True, enabled: bool = True):
+    """The one progress bar of every command: tqdm's when stderr is a terminal, else :class:`LogProgress`
+    (a log file gets a few lines per stage, not thousands of bar refreshes). ``enabled=False``: silent."""
+    if not enabled:
+        return LogProgress(iterable, total, desc, unit, silent=True)
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave)
+    return LogProgress(iterable, total, desc, unit)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else None
@@ -130,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _checked_run(args) -> int:
     """The command, once its outputs are known not to destroy its inputs (before any write)."""
-    from hybridssl.outputs import check_command
+    from hybridssl.storage.outputs import check_command
     check_command(args.command, args)
     return _import_command(args.command).run(args)
 

@@ -13,7 +13,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from hybridssl.heads import DirichletHead
+from hybridssl.model.heads import DirichletHead
 from hybridssl.schema import load_schema
 
 

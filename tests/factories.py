@@ -1,4 +1,4 @@
-"""Small valid shard sets for tests, written per the contract in ``hybridssl/shards.py``.
+"""Small valid shard sets for tests, written per the contract in ``hybridssl/storage/shards.py``.
 
 Images are random noise with a bright blob (so crops and flips change something visible);
 votes follow the decision tree of one campaign: a root question gets ~40 volunteers and each
@@ -18,7 +18,7 @@ from PIL import Image
 
 from benchmarks.faults.harness import tree_votes
 from hybridssl.schema import load_schema
-from hybridssl.shards import FORMAT_VERSION, MANIFEST, SHARD_PATTERN, encode_key, encode_votes, sha256_file
+from hybridssl.storage.shards import FORMAT_VERSION, MANIFEST, SHARD_PATTERN, encode_key, encode_votes, sha256_file
 
 
 def fake_id(i: int, seed: int = 0) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from hybridssl.cli import COMMANDS, USER_ERROR, main, run_command
 from hybridssl.config import ConfigError
-from hybridssl.locks import LockError
+from hybridssl.storage.locks import LockError
 
 
 def module_exists(module: str) -> bool:
@@ -123,3 +123,37 @@ def test_overrides_may_sit_on_both_sides_of_a_flag():
     args = _parse("pretrain", ["mode=byol", "--config", "demo", "trainer.max_steps=3", "--print-config", "seed=1"])
     assert args.overrides == ["mode=byol", "trainer.max_steps=3", "seed=1"] and args.config == "demo"
     assert args.print_config and args.command == "pretrain"
+
+
+def test_progress_in_a_log_writes_a_few_lines_not_a_bar(capsys):
+    from hybridssl.cli import LogProgress, progress
+
+    bar = progress(range(1000), desc="stage", unit="gal")  # pytest's stderr is not a terminal
+    assert isinstance(bar, LogProgress)
+    assert sum(1 for _ in bar) == 1000
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.splitlines() == [err.splitlines()[-1]]
+    assert err.startswith("stage: done, 1000/1000 gal in ")
+
+
+def test_progress_in_a_log_reports_percent_steps_of_a_long_stage(capsys):
+    from hybridssl.cli import LogProgress
+
+    with LogProgress(None, total=8, desc="cells", unit="cell", quiet_s=0.0) as bar:
+        for _ in range(8):
+            bar.update()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["cells: 25%", "cells: 50%", "cells: 75%", "cells: done"]
+
+
+def test_progress_on_a_terminal_is_tqdm_and_can_be_silenced(monkeypatch, capsys):
+    import tqdm
+
+    from hybridssl.cli import progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = progress(total=3, desc="x")
+    assert isinstance(bar, tqdm.tqdm)
+    bar.close()
+    capsys.readouterr()
+    assert list(progress([1, 2], enabled=False)) == [1, 2] and capsys.readouterr().err == ""

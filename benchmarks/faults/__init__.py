@@ -11,11 +11,12 @@ import time
 import traceback
 from pathlib import Path
 
-from tqdm import tqdm
 
 from benchmarks.faults import (config_guard, configs, corrupt, data, data_guard, reliability, security, survey_guard,
                                training, training_guard)
 from benchmarks.faults.harness import Ctx, Row
+
+from hybridssl.cli import progress
 
 FAULTS = {
     "pretrain_kill": [training.pretrain_sigkill],
@@ -68,7 +69,7 @@ def run_suite(work, quick: bool = True, classes=None, seed: int = 0) -> tuple[li
     ctx = Ctx(Path(work), quick=quick, seed=seed)
     todo = [f for c in (classes or FAULTS) for f in FAULTS[c]]
     t0, rows = time.monotonic(), []
-    for fault in tqdm(todo, desc="faults", unit="fault"):
+    for fault in progress(todo, desc="faults", unit="fault"):
         rows += run_fault(fault, ctx)
     for r in rows:  # the scratch directory is this run's, not the reader's
         r.detail = r.detail.replace(str(ctx.work), "$WORK")

@@ -8,9 +8,8 @@ import shutil
 import torch
 
 from benchmarks.faults.data import labelled_shards
-from benchmarks.faults.harness import Ctx, Row
+from benchmarks.faults.harness import Ctx, Row, refused_naming
 from benchmarks.faults.training import exported_run, pretrain_args, trained_run
-from benchmarks.faults.training_guard import _one_line
 
 RANGE_CASES = [("model.head_dropout=1.0", "[0, 1)"), ("optim.base_lr=-0.001", "(0, inf)"),
                ("optim.betas=[0.9,1.0]", "[0, 1)"), ("data.prefetch_factor=0", "[1, inf)"),
@@ -23,12 +22,12 @@ def out_of_range(ctx: Ctx) -> list[Row]:
     rows = []
     for override, interval in RANGE_CASES[:3] if ctx.quick else RANGE_CASES:
         p = ctx.cli("pretrain", *pretrain_args(ctx, run, 2, None, override), timeout=300)
-        ok, detail = _one_line(p, override.split("=")[0], interval)
+        ok, detail = refused_naming(p, override.split("=")[0], interval)
         rows.append(Row(f"config out of range: {override}", 1, int(ok), 0, detail, seconds=p.seconds))
     export = exported_run(ctx)
     p = ctx.cli("embed", "--model", export, "--shards", labelled_shards(ctx), "--batch-size", "0",
                 "--out", ctx.work / "apply" / "zero.parquet", timeout=300)
-    ok, detail = _one_line(p, "--batch-size", ">= 1")
+    ok, detail = refused_naming(p, "--batch-size", ">= 1")
     rows.append(Row("apply command with --batch-size 0", 1, int(ok), 0, detail, seconds=p.seconds))
     return rows
 
@@ -40,7 +39,7 @@ def alias_bomb(ctx: Ctx) -> list[Row]:
     bomb = ctx.path("configs", "bomb.yaml")
     bomb.write_text("\n".join(lines) + "\n")
     p = ctx.cli("pretrain", "--config", bomb, timeout=120)
-    ok, detail = _one_line(p, "bomb.yaml", "YAML nodes")
+    ok, detail = refused_naming(p, "bomb.yaml", "YAML nodes")
     return [Row("YAML alias bomb as --config", 1, int(ok), 0, detail, seconds=p.seconds)]
 
 
@@ -51,7 +50,7 @@ def out_is_a_file(ctx: Ctx) -> list[Row]:
     for name, args in (("pretrain out_dir", ["pretrain", *pretrain_args(ctx, taken, 2)]),
                        ("export --out", ["export", trained_run(ctx), "--out", taken])):
         p = ctx.cli(*args, timeout=300)
-        ok, detail = _one_line(p, "is a file, not a directory")
+        ok, detail = refused_naming(p, "is a file, not a directory")
         ok = ok and taken.read_text() == "a file, not a directory\n"
         rows.append(Row(f"{name} is an existing file", 1, int(ok), 0, detail, seconds=p.seconds))
     return rows
@@ -97,6 +96,6 @@ def tampered_export(ctx: Ctx) -> list[Row]:
         d = _tamper(ctx, name.split()[0] + str(len(rows)), edit)
         p = ctx.cli("predict", "--model", d, "--shards", labelled_shards(ctx),
                     "--out", ctx.work / "apply" / f"tampered{len(rows)}.parquet", timeout=300)
-        ok, detail = _one_line(p, says)
+        ok, detail = refused_naming(p, says)
         rows.append(Row(f"tampered export: {name}", 1, int(ok), 0, detail, seconds=p.seconds))
     return rows

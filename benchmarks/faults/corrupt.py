@@ -12,7 +12,7 @@ import pandas as pd
 from benchmarks.faults.data import labelled_shards
 from benchmarks.faults.harness import Ctx, Row
 from benchmarks.faults.training import final_step, pretrain_args
-from hybridssl.shards import sha256_file
+from hybridssl.storage.shards import sha256_file
 
 
 def _spoil_samples(src: Path, out: Path, every: int = 4) -> int:

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.faults.harness import (Ctx, Row, complete_tar, galaxy_image, image_bytes, kill_landed,
-                                       rejected_text, save_catalog, says_disk_full, shard_ids, write_catalog)
-from hybridssl.shards import sha256_file
+                                       rejected_text, save_catalog, says_disk_full, shard_ids, small_dir,
+                                       write_catalog)
+from hybridssl.storage.shards import sha256_file
 
 IMAGE_SIZE = 32
 
@@ -215,7 +216,6 @@ def _first_reason(out) -> str:
 # -- full disk under shards ---------------------------------------------------------------------
 def disk_full_shards(ctx: Ctx) -> list[Row]:
     """prepare into a directory with room for ~40% of its shards: clear error, no partial shard."""
-    from benchmarks.faults.training import small_dir
     src = labelled_shards(ctx)
     size = sum(f.stat().st_size for f in src.glob("shard-*.tar"))
     shard = max(f.stat().st_size for f in src.glob("shard-*.tar"))

@@ -15,7 +15,7 @@ from benchmarks.faults.data import IMAGE_SIZE, labelled_catalog, labelled_shards
 from benchmarks.faults.harness import (Ctx, Row, kill_group, rejected_text, save_catalog, says_disk_full, shard_ids,
                                       tmpfs)
 from benchmarks.faults.training import exported_run
-from hybridssl.locks import LOCK_FILE
+from hybridssl.storage.locks import LOCK_FILE
 
 
 def _one_line(p) -> bool:

@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -263,7 +264,7 @@ def shard_ids(shard_dir: Path, names: list[str] | None = None) -> list[str]:
     """Every sample's id in the listed shards (all ``shard-*.tar`` on disk if no manifest)."""
     import tarfile
 
-    from hybridssl.shards import decode_key, read_manifest
+    from hybridssl.storage.shards import decode_key, read_manifest
     if names is None:
         names = ([s["name"] for s in read_manifest(shard_dir)["shards"]] if (shard_dir / "manifest.json").exists()
                  else sorted(p.name for p in shard_dir.glob("shard-*.tar")))
@@ -311,3 +312,35 @@ def tmpfs(path, options: str, needs: str):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def refused_naming(p, *words) -> tuple[bool, str]:
+    """Refused (non-zero, no traceback) with an error naming every word; and the row detail."""
+    missing = [w for w in words if w not in p.err]
+    ok = p.rc not in (0, None) and not p.traceback and not missing
+    return ok, (f"rc={p.rc}: {p.message()}" + (f" [does not name {missing}]" if missing else "")
+                + (" [Python traceback]" if p.traceback else ""))
+
+
+@contextlib.contextmanager
+def small_dir(path: Path, size: int, file_limit: int):
+    """A directory holding ``size`` bytes at most: a tmpfs when mount is allowed.
+
+    Yields ``popen`` kwargs for the command that should hit the limit: empty for a tmpfs, else
+    a ``file_limit`` per-file size limit (RLIMIT_FSIZE, SIGXFSZ ignored so writes fail with EFBIG).
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={max(size, 4096)}", "tmpfs", str(path)],
+                                 capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):  # no mount binary, or not allowed to use it
+        mounted = False
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+    try:
+        yield ({} if mounted else {"preexec_fn": limit}), ("tmpfs" if mounted else "RLIMIT_FSIZE")
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)

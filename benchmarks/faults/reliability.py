@@ -13,9 +13,8 @@ import pandas as pd
 import torch
 
 from benchmarks.faults.data import labelled_catalog, labelled_shards, prepare_args
-from benchmarks.faults.harness import Ctx, Row, rejected_text, save_catalog, tmpfs
+from benchmarks.faults.harness import Ctx, Row, refused_naming, rejected_text, save_catalog, tmpfs
 from benchmarks.faults.training import exported_run, pretrain_args
-from benchmarks.faults.training_guard import _one_line
 
 
 def _digest(path) -> str:
@@ -55,7 +54,7 @@ def outputs_keep_inputs(ctx: Ctx) -> list[Row]:
         before = _digest(guarded)
         p = ctx.cli(*args, timeout=300)
         kept = _digest(guarded) == before
-        ok, detail = _one_line(p, words)
+        ok, detail = refused_naming(p, words)
         rows.append(Row(f"output is an input: {name}", 1, int(ok and kept), int(not kept),
                         f"{detail}; {'input intact' if kept else 'INPUT CHANGED'}", seconds=p.seconds))
     return rows
@@ -83,7 +82,7 @@ def float_bands(ctx: Ctx) -> list[Row]:
     dead = [_fits(root / f"dead{i}.fits", [s[0], np.zeros((16, 16))]) for i, s in enumerate(sky)]
     catalog = save_catalog(pd.DataFrame({"id_str": [f"d{i}" for i in range(4)], "file_loc": dead}), root / "dead.csv")
     p = _npy_prepare(ctx, catalog, root / "dead-out")
-    ok, detail = _one_line(p, "band 1 has no finite, non-zero pixel")
+    ok, detail = refused_naming(p, "band 1 has no finite, non-zero pixel")
     rows.append(Row("npy: a band with no coverage in any image", 1, int(ok), 0, detail, seconds=p.seconds))
 
     files = [_fits(root / f"g{i}.fits", s) for i, s in enumerate(sky)]
@@ -121,7 +120,7 @@ def float_bands(ctx: Ctx) -> list[Row]:
                                            f"data.unlabelled=[{sets['asinh']},{sets['linear']}]", "data.labelled=[]",
                                            "mode=byol", "augment.solarize_p=[0.0,0.0]", "augment.crop_size=16",
                                            "augment.resize_size=16"), timeout=300)
-    ok, detail = _one_line(p, "asinh stretch", "linear stretch")
+    ok, detail = refused_naming(p, "asinh stretch", "linear stretch")
     rows.append(Row("npy: pretraining on an asinh and a linear set", 1, int(ok), 0, detail, seconds=p.seconds))
 
     run, model = ctx.work / "runs" / "asinh", ctx.work / "export" / "asinh"
@@ -135,7 +134,7 @@ def float_bands(ctx: Ctx) -> list[Row]:
         raise RuntimeError(f"could not train and export a model on the asinh set: {exported.tail()}")
     same = ctx.cli("embed", "--model", model, "--shards", sets["asinh"], "--out", root / "asinh.parquet", timeout=300)
     p = ctx.cli("embed", "--model", model, "--shards", sets["linear"], "--out", root / "linear.parquet", timeout=300)
-    ok, detail = _one_line(p, "linear stretch", "the model takes 2 float bands, asinh stretch")
+    ok, detail = refused_naming(p, "linear stretch", "the model takes 2 float bands, asinh stretch")
     rows.append(Row("npy: embed a linear set with an asinh-trained model", 1,
                     int(ok and same.rc == 0 and not (root / "linear.parquet").exists()), 0,
                     f"{detail}; its own asinh set: rc={same.rc}" + (f" [{same.message()}]" if same.rc else ""),
@@ -187,7 +186,7 @@ def export_config(ctx: Ctx) -> list[Row]:
         change(copy)
         p = ctx.cli("predict", "--model", copy, "--shards", labelled_shards(ctx),
                     "--out", ctx.work / "apply" / f"config{i}.parquet", timeout=300)
-        ok, detail = _one_line(p, says)
+        ok, detail = refused_naming(p, says)
         ok = ok and "blur_kernel" not in p.err
         rows.append(Row(f"export config.json: {name}", 1, int(ok), 0, detail, seconds=p.seconds))
     return rows
@@ -220,7 +219,7 @@ def loud_errors(ctx: Ctx) -> list[Row]:
 
     p = ctx.cli("prepare", "--catalog", labelled_catalog(ctx), "--out", out / "huge", "--image-size", 100000,
                 timeout=300)
-    ok, detail = _one_line(p, "image_size", "100000", "8..4096")
+    ok, detail = refused_naming(p, "image_size", "100000", "8..4096")
     rows.append(Row("prepare --image-size 100000", 1, int(ok and not (out / "huge").exists()), 0, detail,
                     seconds=p.seconds))
 
@@ -230,12 +229,12 @@ def loud_errors(ctx: Ctx) -> list[Row]:
     (folder / "manifest.json").unlink()
     (folder / "manifest.json").mkdir()
     p = ctx.cli("predict", "--model", model, "--shards", folder, "--out", out / "mf.parquet", timeout=300)
-    ok, detail = _one_line(p, "manifest.json: is a folder")
+    ok, detail = refused_naming(p, "manifest.json: is a folder")
     rows.append(Row("a manifest.json that is a folder", 1, int(ok), 0, detail, seconds=p.seconds))
 
     with _read_only(out / "ro") as ro:
         p = ctx.cli("predict", "--model", model, "--shards", shards, "--out", f"{ro}/preds/", timeout=300)
-    ok, detail = _one_line(p, "Read-only file system")
+    ok, detail = refused_naming(p, "Read-only file system")
     rows.append(Row("predict --out DIR/ on a read-only filesystem", 1, int(ok), 0, detail, seconds=p.seconds))
 
     colon = out / "dr8:v2"
@@ -252,7 +251,7 @@ def loud_errors(ctx: Ctx) -> list[Row]:
         port = s.getsockname()[1]
     p = ctx.cli("predict", "--model", model, "--shards", f"http://127.0.0.1:{port}/set", "--out", f"{out}/url/",
                 timeout=300)
-    ok, detail = _one_line(p, "cannot connect")
+    ok, detail = refused_naming(p, "cannot connect")
     rows.append(Row("an unreachable http host", 1, int(ok and "no such file" not in p.err), 0, detail,
                     seconds=p.seconds))
 
@@ -269,7 +268,7 @@ def loud_errors(ctx: Ctx) -> list[Row]:
                     + (f"; {p.message()}" if p.rc else ""), seconds=p.seconds))
     p = ctx.cli("finetune", "--model", model, "--shards", split, "--task", "votes", "--out", out / "ft-none",
                 "split_column=isplit", "train_split=2", timeout=300)
-    ok, detail = _one_line(p, "no row has isplit == '2' (values: ['0', '1'])")
+    ok, detail = refused_naming(p, "no row has isplit == '2' (values: ['0', '1'])")
     rows.append(Row("finetune: an integer split value no row has", 1, int(ok), 0, detail, seconds=p.seconds))
     return rows
 
@@ -293,6 +292,6 @@ def quiet_mistakes(ctx: Ctx) -> list[Row]:
                     seconds=p.seconds))
     shards = labelled_shards(ctx)
     p = ctx.cli("pretrain", *pretrain_args(ctx, ctx.work / "runs" / "twice", 1, f"{shards},{shards}/"), timeout=300)
-    ok, detail = _one_line(p, "data.labelled lists the shard set", "twice")
+    ok, detail = refused_naming(p, "data.labelled lists the shard set", "twice")
     rows.append(Row("the same shard set twice in data.labelled", 1, int(ok), 0, detail, seconds=p.seconds))
     return rows

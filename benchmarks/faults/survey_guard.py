@@ -6,11 +6,10 @@ from __future__ import annotations
 import shutil
 
 from benchmarks.faults.data import prepare_args
-from benchmarks.faults.harness import Ctx, Row, child_env, write_catalog
+from benchmarks.faults.harness import Ctx, Row, child_env, refused_naming, write_catalog
 from benchmarks.faults.training import checkpoints, trained_run
-from benchmarks.faults.training_guard import _one_line
 from hybridssl.apply.survey import OUT_MANIFEST
-from hybridssl.shards import sha256_file
+from hybridssl.storage.shards import sha256_file
 
 
 def _task(ctx: Ctx, task: int, cmd: str, model, shards, out):
@@ -33,7 +32,7 @@ def _resume_after(ctx: Ctx, name: str, cmd: str, model, shards, out, change, say
         raise RuntimeError(f"the first half of {cmd} failed: {first.tail()}")
     change()
     p = _task(ctx, 1, cmd, model, shards, out)
-    ok, detail = _one_line(p, *says)
+    ok, detail = refused_naming(p, *says)
     after = _parts(out)
     rewritten = sorted(n for n in before if after.get(n) != before[n])
     added = sorted(set(after) - set(before))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import torch
 
 from benchmarks.faults.data import labelled_shards
 from benchmarks.faults.harness import (Ctx, Row, child_env, descendants, kill_group, kill_landed,
-                                       says_disk_full, torchrun_cmd)
+                                       says_disk_full, small_dir, torchrun_cmd)
 from hybridssl.config import config_dir
 
 CKPT_GLOB = "*.ckpt"  # hybridssl.train writes OUT_DIR/checkpoints/stepNNNNNNNN.ckpt
@@ -238,30 +237,6 @@ def distributed_rank_kill(ctx: Ctx) -> list[Row]:
 
 
 # -- full disk ----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def small_dir(path: Path, size: int, file_limit: int):
-    """A directory holding ``size`` bytes at most: a tmpfs when mount is allowed.
-
-    Yields ``popen`` kwargs for the command that should hit the limit: empty for a tmpfs, else
-    a ``file_limit`` per-file size limit (RLIMIT_FSIZE, SIGXFSZ ignored so writes fail with EFBIG).
-    """
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={max(size, 4096)}", "tmpfs", str(path)],
-                                 capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):  # no mount binary, or not allowed to use it
-        mounted = False
-
-    def limit():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-    try:
-        yield ({} if mounted else {"preexec_fn": limit}), ("tmpfs" if mounted else "RLIMIT_FSIZE")
-    finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
 def disk_full_checkpoint(ctx: Ctx) -> list[Row]:
     """Resume a finished run to more steps on a disk with room for less than one more checkpoint."""
     src = trained_run(ctx)

@@ -17,20 +17,12 @@ import pandas as pd
 import torch
 
 from benchmarks.faults.data import labelled_catalog, labelled_shards, prepare_args
-from benchmarks.faults.harness import Ctx, Row, kill_group, save_catalog, torchrun_cmd
+from benchmarks.faults.harness import Ctx, Row, kill_group, refused_naming, save_catalog, torchrun_cmd
 from benchmarks.faults.training import (_rank_pid, _wait_for_checkpoint, baseline_seconds, checkpoints, exported_run,
                                         load_steps, pretrain_args, run_steps, trained_run)
-from hybridssl.locks import LOCK_FILE
+from hybridssl.storage.locks import LOCK_FILE
 
 TORCHRUN_FAILED_WORKER_GRACE_S = 30  # torch.distributed.elastic: SIGTERM, then SIGKILL after 30 s
-
-
-def _one_line(p, *words) -> tuple[bool, str]:
-    """Refused (non-zero, no traceback) with an error naming every word; and the row detail."""
-    missing = [w for w in words if w not in p.err]
-    ok = p.rc not in (0, None) and not p.traceback and not missing
-    return ok, (f"rc={p.rc}: {p.message()}" + (f" [does not name {missing}]" if missing else "")
-                + (" [Python traceback]" if p.traceback else ""))
 
 
 def concurrent_pretrain(ctx: Ctx) -> list[Row]:
@@ -46,7 +38,7 @@ def concurrent_pretrain(ctx: Ctx) -> list[Row]:
     still_running = first.poll() is None
     before, _ = load_steps(run)
     kill_group(first)
-    ok, detail = _one_line(second, "is in use by pretrain", str(first.pid))
+    ok, detail = refused_naming(second, "is in use by pretrain", str(first.pid))
     after, _ = load_steps(run)
     relaunch = ctx.cli("pretrain", *pretrain_args(ctx, run, max(after.values(), default=0) + 2), timeout=600)
     took_over = "stale lock" in relaunch.err and relaunch.rc == 0
@@ -64,7 +56,7 @@ def resume_config_change(ctx: Ctx) -> list[Row]:
     more = run_steps(ctx) + 2
     before, _ = load_steps(run)
     refused = ctx.cli("pretrain", *pretrain_args(ctx, run, more, None, "data.batch_size=4"), timeout=300)
-    ok1, d1 = _one_line(refused, "data.batch_size: 8 -> 4", "resume_allow_changes")
+    ok1, d1 = refused_naming(refused, "data.batch_size: 8 -> 4", "resume_allow_changes")
     ok1 = ok1 and load_steps(run)[0] == before
     allowed = ctx.cli("pretrain", *pretrain_args(ctx, run, more, None, "data.batch_size=4",
                                                  "resume_allow_changes=[data.batch_size]"), timeout=600)
@@ -74,7 +66,7 @@ def resume_config_change(ctx: Ctx) -> list[Row]:
                                                 "model.projection_dim=16",
                                                 "resume_allow_changes=[data.batch_size,model.projection_dim]"),
                      timeout=300)
-    ok3, d3 = _one_line(shapes, "does not fit this model")
+    ok3, d3 = refused_naming(shapes, "does not fit this model")
     return [Row("config changed between kill and resume", 1, int(ok1), 0, d1, seconds=refused.seconds),
             Row("config change named in resume_allow_changes", 1, int(ok2), 0,
                 f"rc={allowed.rc}, final step {max(load_steps(run)[0].values())} (asked {more}); launch records "
@@ -95,7 +87,7 @@ def diverging_run(ctx: Ctx) -> list[Row]:
     p = ctx.cli("pretrain", *pretrain_args(ctx, run, 40, None, "optim.base_lr=1e30", "trainer.gradient_clip_val=0",
                                            "trainer.checkpoint_every_n_steps=1", "trainer.keep_checkpoints=-1"),
                 timeout=600)
-    ok1, d1 = _one_line(p, "not finite at step")
+    ok1, d1 = refused_naming(p, "not finite at step")
     nan_saved = [c.name for c in checkpoints(run) if not _finite(c)]
     src = trained_run(ctx, copy_to=ctx.work / "runs" / "nan-weights")
     ckpt = max(checkpoints(src))
@@ -104,7 +96,7 @@ def diverging_run(ctx: Ctx) -> list[Row]:
     state["state_dict"][key] = torch.full_like(state["state_dict"][key], float("nan"))
     torch.save(state, ckpt)
     export = ctx.cli("export", ckpt, "--out", ctx.work / "export" / "nan", timeout=300)
-    ok2, d2 = _one_line(export, "NaN or infinity")
+    ok2, d2 = refused_naming(export, "NaN or infinity")
     return [Row("diverging run (base_lr=1e30)", 1, int(ok1 and not nan_saved), len(nan_saved),
                 f"{d1}; {len(checkpoints(run))} checkpoint(s) left, non-finite: {nan_saved or 'none'}",
                 seconds=p.seconds),
@@ -122,7 +114,7 @@ def finetune_diverging(ctx: Ctx) -> list[Row]:
     out = ctx.work / "finetune" / "diverged"
     shutil.rmtree(out, ignore_errors=True)
     p = ctx.cli(*_finetune_args(ctx, out, "epochs=2", "lr=1e30"), timeout=600)
-    ok, detail = _one_line(p, "not finite at step")
+    ok, detail = refused_naming(p, "not finite at step")
     nan_saved = [c.name for c in out.rglob("*.ckpt") if not _finite(c)]
     exported = _exported(out)
     return [Row("finetune diverging (lr=1e30)", 1, int(ok and not nan_saved and not exported),
@@ -151,7 +143,7 @@ def finetune_huge_labels(ctx: Ctx) -> list[Row]:
     shutil.rmtree(out, ignore_errors=True)
     p = ctx.cli("finetune", "--model", exported_run(ctx), "--shards", _regression_shards(ctx), "--task",
                 "regression", "--label-column", "huge", "--batch-size", 8, "--out", out, "epochs=1", timeout=600)
-    ok, detail = _one_line(p, "'huge'", "too large for float32")
+    ok, detail = refused_naming(p, "'huge'", "too large for float32")
     exported = _exported(out)
     return [Row("finetune regression labels near +-3e38", 1, int(ok and not exported), len(exported),
                 f"{detail}; exported: {exported or 'nothing'}", seconds=p.seconds)]
@@ -184,7 +176,7 @@ def finetune_into_running_pretraining(ctx: Ctx) -> list[Row]:
         running = pretrain.poll() is None
     finally:
         kill_group(pretrain)
-    ok, detail = _one_line(p, "is in use by pretrain", str(pretrain.pid))
+    ok, detail = refused_naming(p, "is in use by pretrain", str(pretrain.pid))
     written = [f for f in ("finetune.yaml", *_exported(run)) if (run / f).exists()]
     return [Row("finetune into a running pretraining's out_dir", 1, int(ok and held and running and not written),
                 len(written), f"{detail}; pretraining {'still running' if running else 'HAD ENDED'}; finetune files "
@@ -205,7 +197,7 @@ def two_finetunes(ctx: Ctx) -> list[Row]:
         running = first.poll() is None
     finally:
         kill_group(first)
-    ok, detail = _one_line(second, "is in use by finetune", str(first.pid))
+    ok, detail = refused_naming(second, "is in use by finetune", str(first.pid))
     kept = held and settings.read_bytes() == before and b"epochs: 500" in before and not _exported(out)
     return [Row("two finetunes on one --out", 1, int(ok and held and running and kept), int(not kept),
                 f"second {detail}; first {'still running' if running else 'HAD ENDED'}; finetune.yaml and "

@@ -9,7 +9,7 @@ import pandas as pd
 from PIL import Image
 
 from data_prep.synthetic.surveys import survey_of
-from hybridssl.atomic import atomic_path
+from hybridssl.storage.atomic import atomic_path
 from hybridssl.schema import Schema
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
 from data_prep.synthetic.morphology import TRUTH_COLUMNS, concat, sample_galaxies, take
 from data_prep.synthetic.render import render
 from data_prep.synthetic.surveys import SURVEYS, survey_of
 from data_prep.synthetic.volunteers import sample_volunteer_counts, simulate_votes
-from hybridssl.atomic import atomic_path
+from hybridssl.cli import progress
+from hybridssl.storage.atomic import atomic_path
 from hybridssl.schema import Schema, load_schema
 
 LABELLED, UNLABELLED, RINGS, HELDOUT = "labelled", "unlabelled", "rings", "heldout"
@@ -73,7 +73,7 @@ def _render(groups: list[_Group], paths: list[Path], size: int, seed: int, set_n
             where.append((gi, part))
     for p in {p.parent for p in paths}:
         p.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=sum(len(g.rows) for g in groups), desc=f"render {set_name}", unit="gal")
+    bar = progress(total=sum(len(g.rows) for g in groups), desc=f"render {set_name}", unit="gal")
     pool = ProcessPoolExecutor(workers, initializer=_limit_threads) if workers > 1 else None
     try:
         results = pool.map(_render_chunk, tasks) if pool else map(_render_chunk, tasks)

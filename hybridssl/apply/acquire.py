@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hybridssl.apply.inference import add_model_arguments, concentration_batches, open_model_and_source, positive_int
-from hybridssl.atomic import atomic_path
+from hybridssl.storage.atomic import atomic_path
 
 
 def add_arguments(parser) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hybridssl.apply.embeddings import read_embeddings
-from hybridssl.atomic import atomic_write_text
+from hybridssl.storage.atomic import atomic_write_text
 from hybridssl.cli import int_at_least
 
 REPORT_KS = (10, 50, 100)

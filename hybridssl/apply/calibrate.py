@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridssl.apply.inference import add_model_arguments, concentration_batches, open_model_and_source
-from hybridssl.atomic import atomic_path, atomic_write_text
+from hybridssl.storage.atomic import atomic_path, atomic_write_text
 
 
 class CalibrationError(ValueError):

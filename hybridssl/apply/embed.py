@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hybridssl.apply import survey
 from hybridssl.apply.embeddings import check_finite, check_suffix, write_embeddings
 from hybridssl.apply.sources import add_source_arguments
 
@@ -42,7 +43,7 @@ def scalar_meta(sample_meta: dict, campaign) -> dict:
 
 def source_metadata(args) -> dict:
     if args.shards:
-        from hybridssl.shards import is_local
+        from hybridssl.storage.shards import is_local
         return {"shards": str(Path(args.shards).resolve()) if is_local(args.shards) else args.shards}
     return {"catalog": str(Path(args.catalog).resolve()), "id_column": args.id_column,
             "path_column": args.path_column}
@@ -86,13 +87,28 @@ def model_metadata(args, model) -> dict:
     return {"dir": str(Path(args.model).resolve()), **{k: model.info[k] for k in _MODEL_KEYS if k in model.info}}
 
 
+def run_per_shard(args) -> int:
+    """``--out DIR/``: raw features, one parquet per shard of ``--shards``, this rank's share."""
+    from hybridssl.apply.inference import load_model
+
+    args.device = survey.rank_device(args.device, survey.ranks()[2])
+    model = load_model(args.model, args.device)
+    model.use_fast_gpu()
+    metadata = {"source": source_metadata(args), "model": model_metadata(args, model), "normalised": "none"}
+
+    def write(dataset, shard, path):
+        ids, x, meta = raw_features(model, dataset, args.batch_size, args.workers)
+        write_embeddings(path, ids, x, meta, {**metadata, "shard": shard})
+
+    return survey.run_shards(args, "embed", model, {}, write)
+
+
 def run(args) -> int:
-    from hybridssl.apply import survey
     from hybridssl.apply.inference import load_model
     from hybridssl.apply.sources import open_source
 
     if survey.is_survey_out(args.out):
-        return survey.run_embed(args)
+        return run_per_shard(args)
     out = check_suffix(args.out)  # before minutes of work
     model = load_model(args.model, args.device)
     dataset = open_source(args, model.schema, model.image_size, model.in_chans, model.bands)

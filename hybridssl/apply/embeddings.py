@@ -23,17 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridssl.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from hybridssl.outputs import MARK
+from hybridssl.apply.embedding_format import _KEY, EmbeddingsError, check_finite
+from hybridssl.storage.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 
 FORMAT = "hybridssl-embeddings"
 SUFFIXES = (".parquet", ".npy")
-_KEY = MARK.encode()  # also what marks the file as ours to replace (hybridssl.outputs)
-
-
-class EmbeddingsError(ValueError):
-    """An embeddings file is missing, corrupt or inconsistent, or an id is not in it."""
-
 
 @dataclass
 class Embeddings:
@@ -117,20 +111,11 @@ def _column(values: pd.Series):
         return pa.array([str(v) if ok else None for v, ok in zip(values, values.notna())], pa.string())
 
 
-def check_finite(ids: list[str], x: np.ndarray, where: str) -> None:
-    """Refuse NaN or infinite features (a diverged model): every distance to them is meaningless."""
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-    if len(bad):
-        shown = ", ".join(repr(ids[i]) for i in bad[:3]) + (" ..." if len(bad) > 3 else "")
-        raise EmbeddingsError(f"{where}: {len(bad)} of {len(x)} galaxies have NaN or infinite features ({shown}); "
-                              f"the model diverged or the file was altered: export a finite checkpoint and re-embed")
-
-
 def read_embeddings(path: str | os.PathLike) -> Embeddings:
     path = Path(path)
     if path.is_dir():  # `embed --out DIR/`: one file per shard
-        from hybridssl.apply.survey import read_embedding_parts
-        return read_embedding_parts(path)
+        from hybridssl.apply.folder_embeddings import read_embedding_folder
+        return read_embedding_folder(path)
     if path.suffix not in SUFFIXES:
         raise EmbeddingsError(f"{path}: not an embeddings file (expected .parquet or .npy from `hybridssl embed`)")
     if not path.is_file():

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridssl.apply.embeddings import _KEY, EmbeddingsError, check_finite
-from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
+from hybridssl.apply.embedding_format import _KEY, EmbeddingsError, check_finite
+from hybridssl.apply.survey import raise_changed, read_survey_manifest
+from hybridssl.storage.atomic import DiskWriteError, atomic_path, atomic_write_text
 
 FEATURES, CENTRE = "_features.npy", "_features.centre.json"  # the centre is written first, then the matrix
 
@@ -73,8 +74,7 @@ class FolderEmbeddings:
     def _build(self, path: Path) -> None:
         """Verify every part, then write centred, unit-norm rows part by part."""
         from hybridssl.apply.inference import l2_normalise
-        from hybridssl.apply.survey import raise_changed
-        from hybridssl.shards import sha256_file
+        from hybridssl.storage.shards import sha256_file
 
         total, n, dim = None, 0, None
         for p, o in zip(self.parts, self.manifest["outputs"]):
@@ -173,3 +173,9 @@ class PartIds:
 
     def __eq__(self, other) -> bool:
         return list(self) == list(other)
+
+
+def read_embedding_folder(folder: Path) -> FolderEmbeddings:
+    """An ``embed --out DIR/`` folder as one set of embeddings, centred on the whole set's mean and
+    L2-normalised, memory-mapped."""
+    return FolderEmbeddings(folder, read_survey_manifest(folder, "embed", verify=False))

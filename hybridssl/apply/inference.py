@@ -15,9 +15,9 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from hybridssl import export
+from hybridssl.cli import progress
+from hybridssl.export import timm_folder as export
 from hybridssl.apply.sources import SourceError, add_source_arguments, open_source
 from hybridssl.cli import int_at_least
 from hybridssl.schema import Schema, load_schema
@@ -132,7 +132,7 @@ def batches(dataset, batch_size: int, num_workers: int = 0, desc: str = "") -> I
     if len(dataset) == 0:
         raise SourceError(f"{desc or 'source'}: no galaxies to process (every catalog row rejected, or an "
                           "empty shard set)")
-    yield from tqdm(make_eval_loader(dataset, batch_size, num_workers), desc=desc, unit="batch", leave=False)
+    yield from progress(make_eval_loader(dataset, batch_size, num_workers), desc=desc, unit="batch", leave=False)
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

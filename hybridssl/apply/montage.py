@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridssl.atomic import atomic_path
-from hybridssl.outputs import MARK
+from hybridssl.storage.atomic import atomic_path
+from hybridssl.storage.outputs import MARK
 
 
 class MontageError(ValueError):
@@ -22,7 +22,7 @@ class MontageError(ValueError):
 def images_from_shards(shard_dir: str | os.PathLike, ids: list[str]) -> list[np.ndarray]:
     """(H, W, 3) uint8 images of ``ids`` from a shard set, in the order asked."""
     from hybridssl.data import IndexedShards
-    from hybridssl.shards import decode_key
+    from hybridssl.storage.shards import decode_key
 
     ds = IndexedShards(shard_dir)
     where = {decode_key(key): i for i, (_, key, _) in enumerate(ds.index)}
@@ -35,7 +35,7 @@ def images_from_shards(shard_dir: str | os.PathLike, ids: list[str]) -> list[np.
 
 
 def images_from_files(paths: list[str]) -> list[np.ndarray]:
-    from hybridssl.images import load_image
+    from hybridssl.storage.images import load_image
     return [load_image(p) for p in paths]
 
 

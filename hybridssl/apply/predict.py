@@ -18,9 +18,11 @@ import time
 import numpy as np
 import torch
 
-from hybridssl.apply.inference import add_model_arguments, batches, concentration_batches, open_model_and_source
-from hybridssl.atomic import atomic_path
-from hybridssl.outputs import MARK
+from hybridssl.apply import survey
+from hybridssl.apply.inference import (add_model_arguments, batches, concentration_batches, open_model,
+                                      open_model_and_source)
+from hybridssl.storage.atomic import atomic_path
+from hybridssl.storage.outputs import MARK
 
 
 def open_fraction(text: str) -> float:
@@ -132,11 +134,23 @@ def write_predictions(model, dataset, args, out, with_campaign: bool | None = No
     return n
 
 
-def run(args) -> int:
-    from hybridssl.apply import survey
+def run_per_shard(args) -> int:
+    """``--out DIR/``: one parquet per shard of ``--shards``, this rank's share (``hybridssl.apply.survey``)."""
+    args.device = survey.rank_device(args.device, survey.ranks()[2])
+    model = open_model(args, "predict", task_head_ok=True)
+    model.use_fast_gpu()
 
+    def write(dataset, shard, path):
+        torch.manual_seed(survey.shard_seed(args.seed, shard))
+        write_predictions(model, dataset, args, path, with_campaign=True)  # one schema across files
+
+    return survey.run_shards(args, "predict", model,
+                             {"mc_samples": args.mc_samples, "interval": args.interval, "seed": args.seed}, write)
+
+
+def run(args) -> int:
     if survey.is_survey_out(args.out):
-        return survey.run_predict(args)
+        return run_per_shard(args)
     start = time.perf_counter()
     model, dataset = open_model_and_source(args, "predict", task_head_ok=True)
     n = write_predictions(model, dataset, args, args.out)

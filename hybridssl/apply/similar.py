@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from hybridssl.apply.embeddings import EmbeddingsError, read_embeddings
-from hybridssl.atomic import DiskWriteError, atomic_path, atomic_write_text
+from hybridssl.storage.atomic import DiskWriteError, atomic_path, atomic_write_text
 from hybridssl.cli import int_at_least
 
 HNSW_M = 32  # graph degree: FAISS's usual choice for recall ~0.95+ at modest memory

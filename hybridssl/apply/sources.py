@@ -22,7 +22,7 @@ class CatalogImages(torch.utils.data.Dataset):
 
     def __init__(self, catalog: str | os.PathLike, schema: Schema, image_size: int,
                  id_column: str = "id_str", path_column: str = "file_loc"):
-        from hybridssl.catalog import find_vote_columns, load_rows, read_catalog
+        from hybridssl.storage.catalog import find_vote_columns, load_rows, read_catalog
 
         columns = read_catalog(catalog, (id_column, path_column)).columns
         labelled = bool(find_vote_columns(columns, schema).mapping)
@@ -34,7 +34,7 @@ class CatalogImages(torch.utils.data.Dataset):
         return len(self.rows.ids)
 
     def __getitem__(self, i: int) -> dict:
-        from hybridssl.images import load_image, resize_square
+        from hybridssl.storage.images import load_image, resize_square
 
         img = resize_square(load_image(self.rows.paths[i]), self.image_size)
         votes = None if self.rows.votes is None else torch.from_numpy(self.rows.votes[i])
@@ -75,7 +75,7 @@ def check_shards(ds, where, schema: Schema, image_size: int, in_chans: int = 3, 
     """``ds`` (an IndexedShards of ``where``) when its images and votes fit the model (``bands``:
     its config.json band normalisation, None for 8-bit RGB)."""
     from hybridssl.data.shardsets import band_kind
-    from hybridssl.shards import ShardError
+    from hybridssl.storage.shards import ShardError
 
     model_kind, data_kind = band_kind(in_chans, bands), band_kind(ds.in_chans, ds.bands)
     if data_kind != model_kind:
@@ -96,7 +96,7 @@ def open_source(args, schema: Schema, image_size: int, in_chans: int, bands: dic
     stretch (``bands``), or 8-bit RGB)."""
     from hybridssl.data import IndexedShards
     from hybridssl.data.shardsets import band_kind
-    from hybridssl.shards import is_local
+    from hybridssl.storage.shards import is_local
 
     model_kind = band_kind(in_chans, bands)
     if args.shards:

@@ -3,7 +3,7 @@ exists) writes one parquet per input shard, ``shard-000123.tar`` -> ``DIR/shard-
 and, once every shard has its file, ``DIR/_manifest.json`` (rows, first/last id, sha256 and
 bytes per file; written only after checking that every id occurs exactly once).
 
-Processes: under torchrun, srun or a SLURM array (:func:`hybridssl.distributed.worker_share`) rank r
+Processes: under torchrun, srun or a SLURM array (:func:`hybridssl.data.distributed.worker_share`) rank r
 of W takes shards r, r+W, r+2W, ... in manifest order; ``--device cuda`` becomes ``cuda:LOCAL_RANK``. Ranks share no process group, only the folder: every file is written
 atomically, so it exists only when complete; a re-run skips shards whose file exists; whichever
 rank finds every file present writes the manifest (the same content if two do). So a rank that
@@ -30,9 +30,9 @@ import time
 import zlib
 from pathlib import Path
 
-from hybridssl.atomic import atomic_write_text
-from hybridssl.distributed import worker_share
-from hybridssl.shards import is_local, read_manifest, sha256_file, shard_names
+from hybridssl.storage.atomic import atomic_write_text
+from hybridssl.data.distributed import worker_share
+from hybridssl.storage.shards import is_local, read_manifest, sha256_file, shard_names
 
 OUT_MANIFEST = "_manifest.json"
 RUN_FILE = "_run.json"
@@ -115,7 +115,8 @@ def shard_dataset(where: str, manifest: dict, name: str, model):
     """The galaxies of one shard, local or fetched from a URL, checked against the model."""
     from hybridssl.apply.sources import check_shards
     from hybridssl.data import IndexedShards
-    from hybridssl.data.remote import fetched_shard, join
+    from hybridssl.storage.remote import join
+    from hybridssl.storage.shards import fetched_shard
 
     if is_local(where):
         yield check_shards(IndexedShards(where, only=[name]), where, model.schema, model.image_size,
@@ -298,46 +299,3 @@ def read_survey_manifest(folder: Path, command: str, verify: bool = True) -> dic
 def raise_changed(part: Path, command: str):
     raise SurveyError(f"{part}: missing or changed since {OUT_MANIFEST} was written (sha256); delete it "
                       f"and {OUT_MANIFEST}, then re-run `hybridssl {command}`")
-
-
-def run_predict(args) -> int:
-    import torch
-
-    from hybridssl.apply.inference import open_model
-    from hybridssl.apply.predict import write_predictions
-
-    args.device = rank_device(args.device, ranks()[2])
-    model = open_model(args, "predict", task_head_ok=True)
-    model.use_fast_gpu()
-
-    def write(dataset, shard, path):
-        torch.manual_seed(shard_seed(args.seed, shard))
-        write_predictions(model, dataset, args, path, with_campaign=True)  # one schema across files
-
-    return run_shards(args, "predict", model,
-                      {"mc_samples": args.mc_samples, "interval": args.interval, "seed": args.seed}, write)
-
-
-def run_embed(args) -> int:
-    from hybridssl.apply.embed import model_metadata, raw_features, source_metadata
-    from hybridssl.apply.embeddings import write_embeddings
-    from hybridssl.apply.inference import load_model
-
-    args.device = rank_device(args.device, ranks()[2])
-    model = load_model(args.model, args.device)
-    model.use_fast_gpu()
-    metadata = {"source": source_metadata(args), "model": model_metadata(args, model), "normalised": "none"}
-
-    def write(dataset, shard, path):
-        ids, x, meta = raw_features(model, dataset, args.batch_size, args.workers)
-        write_embeddings(path, ids, x, meta, {**metadata, "shard": shard})
-
-    return run_shards(args, "embed", model, {}, write)
-
-
-def read_embedding_parts(folder: Path):
-    """An ``embed --out DIR/`` folder as one set of embeddings, centred on the whole set's mean and
-    L2-normalised, memory-mapped (:class:`hybridssl.apply.folder_embeddings.FolderEmbeddings`)."""
-    from hybridssl.apply.folder_embeddings import FolderEmbeddings
-
-    return FolderEmbeddings(folder, read_survey_manifest(folder, "embed", verify=False))

@@ -22,7 +22,8 @@ import torch
 from kornia.augmentation import IntensityAugmentationBase2D
 from torch import nn
 
-from hybridssl.augment import AugmentConfig, EvalTransform, TwoViews
+from hybridssl.augment.base import EvalBase, ViewsBase
+from hybridssl.augment.config import AugmentConfig
 from hybridssl.config import ConfigError
 
 
@@ -64,20 +65,17 @@ def _check(images: torch.Tensor, in_chans: int) -> torch.Tensor:
     return images
 
 
-class BandTwoViews(nn.Module):
+class BandTwoViews(ViewsBase):
     """``forward(float (B, N, H, W)) -> (view1, view2)``, ``crop_size`` square, as the module doc says."""
 
     def __init__(self, cfg: AugmentConfig, in_chans: int):
-        super().__init__()
-        cfg.validate()
         if any(cfg.solarize_p):
             raise ConfigError(f"augment.solarize_p={list(cfg.solarize_p)}: solarize is for 8-bit RGB; these "
                               f"shards hold {in_chans} float bands: set augment.solarize_p=[0.0,0.0]")
-        self.cfg, self.in_chans = cfg, in_chans
-        self._checked_size = None
+        super().__init__(cfg, *band_normalisation(in_chans))
+        self.in_chans = in_chans
         s = cfg.crop_size
-        mean, std = band_normalisation(in_chans)
-        # as augment.TwoViews: geometry, per-band flux and noise first; blur only after the head's view
+        # as the RGB views: geometry, per-band flux and noise first; blur only after the head's view
         self.undistorted = K.AugmentationSequential(
             K.RandomRotation(tuple(cfg.rotation_degrees), p=cfg.rotation_p),
             K.RandomHorizontalFlip(p=cfg.hflip_p),
@@ -87,55 +85,20 @@ class BandTwoViews(nn.Module):
             RandomBandMean(p=cfg.greyscale_p),
             K.RandomGaussianNoise(mean=0.0, std=cfg.noise_std, p=cfg.noise_p),
         )
-        self.blurs = nn.ModuleList(
+        self.distortions = nn.ModuleList(
             K.RandomGaussianBlur(cfg.blur_kernel, tuple(cfg.blur_sigma), p=cfg.blur_p[v]) if cfg.blur_p[v] > 0
             else nn.Identity() for v in (0, 1))
-        self.normalize = K.Normalize(mean=torch.tensor(mean), std=torch.tensor(std), p=1.0)
 
-    def _checked(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-1] != self._checked_size:
-            self.cfg.check_image_size(min(images.shape[-2:]))
-            self._checked_size = images.shape[-1]
+    def _input(self, images: torch.Tensor) -> torch.Tensor:
         return _check(images, self.in_chans)
 
-    def with_head_view(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(view1, view2, head view): the head reads view 1 before blur (the same tensor when unblurred)."""
-        x = self._checked(images)
-        clean1, clean2 = self.undistorted(x), self.undistorted(x)
-        v1, v2 = self.normalize(self.blurs[0](clean1)), self.normalize(self.blurs[1](clean2))
-        return v1, v2, (v1 if isinstance(self.blurs[0], nn.Identity) else self.normalize(clean1))
 
-    def head_view(self, images: torch.Tensor) -> torch.Tensor:
-        return self.normalize(self.undistorted(self._checked(images)))
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.with_head_view(images)[:2]
-
-
-class BandEvalTransform(nn.Module):
-    """Deterministic: resize the short side, centre crop, normalise (mean 0, std 1 per band)."""
+class BandEvalTransform(EvalBase):
+    """Resize the short side, centre crop, normalise (mean 0, std 1 per band)."""
 
     def __init__(self, cfg: AugmentConfig, in_chans: int):
-        super().__init__()
-        cfg.validate()
-        self.cfg, self.in_chans = cfg, in_chans
-        mean, std = band_normalisation(in_chans)
-        self.pipeline = K.AugmentationSequential(
-            K.Resize(cfg.resize_size, side="short", antialias=True, p=1.0),
-            K.CenterCrop(cfg.crop_size, p=1.0),
-            K.Normalize(mean=torch.tensor(mean), std=torch.tensor(std), p=1.0),
-        )
+        super().__init__(cfg, *band_normalisation(in_chans))
+        self.in_chans = in_chans
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pipeline(_check(images, self.in_chans))
-
-
-def two_views(cfg: AugmentConfig, in_chans: int, bands: Optional[dict]) -> nn.Module:
-    """The training views for the data: RGB ones for 8-bit shards, band ones when ``bands`` (the
-    manifest's normalisation) says the shards hold float bands."""
-    return TwoViews(cfg) if bands is None else BandTwoViews(cfg, in_chans)
-
-
-def eval_transform_for(cfg: AugmentConfig, info: dict) -> nn.Module:
-    """The evaluation preprocessing for an export's ``config.json`` (``bands`` present: float bands)."""
-    return EvalTransform(cfg) if info.get("bands") is None else BandEvalTransform(cfg, int(info["in_chans"]))
+    def _input(self, images: torch.Tensor) -> torch.Tensor:
+        return _check(images, self.in_chans)

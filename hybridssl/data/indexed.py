@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import torch
 
 from hybridssl.schema import Schema, load_schema
-from hybridssl.shards import MANIFEST, ShardError, decode_key, manifest_in_chans, read_manifest, shard_paths
+from hybridssl.storage.shards import MANIFEST, ShardError, decode_key, manifest_in_chans, read_manifest, shard_paths
 from hybridssl.data.samples import DECODERS, parse_sample
 from hybridssl.data.tars import tar_index
 

@@ -25,7 +25,7 @@ from hybridssl.config import ConfigError
 from hybridssl.data.indexed import IndexedShards
 from hybridssl.data.shardsets import open_shard_set
 from hybridssl.data.tars import is_local
-from hybridssl.distributed import derive_seed, rank_and_world_size
+from hybridssl.data.distributed import derive_seed, rank_and_world_size
 from hybridssl.schema import Schema, load_schema
 
 IN_MEMORY = ("auto", "true", "false")

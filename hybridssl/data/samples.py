@@ -8,7 +8,7 @@ import json
 import numpy as np
 import torch
 
-from hybridssl.shards import decode_array, decode_key, decode_votes, encode_votes
+from hybridssl.storage.shards import decode_array, decode_key, decode_votes, encode_votes
 
 DECODERS = ("torchvision", "pil")
 _IMAGE_MEMBERS = ("image.jpg", "image.png", "image.jpeg", "image.npy")

@@ -10,7 +10,7 @@ import webdataset as wds
 from hybridssl.config import ConfigError
 from hybridssl.data.tars import is_local
 from hybridssl.schema import Schema
-from hybridssl.shards import MANIFEST, ShardError, manifest_in_chans, read_manifest, shard_names
+from hybridssl.storage.shards import MANIFEST, ShardError, manifest_in_chans, read_manifest, shard_names
 
 
 @dataclass

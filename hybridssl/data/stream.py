@@ -7,7 +7,7 @@ augmentation runs on the training device). Local shards are read by member offse
 avoids ``tarfile``'s per-header parsing; ``pipe:``/``http:`` shards go through webdataset's reader.
 
 Distribution. ``rank``/``world_size`` come from the arguments, else from the job
-(``hybridssl.distributed.rank_and_world_size``).
+(``hybridssl.data.distributed.rank_and_world_size``).
 
 - ``deterministic: false`` (training): every worker draws shards with replacement from the whole
   set (``webdataset.ResampledShards``), so any shard count works with any number of ranks.
@@ -55,8 +55,8 @@ from hybridssl.schema import Schema, load_schema
 from hybridssl.data.samples import DECODERS, parse_sample, warm_decoder
 from hybridssl.data.shardsets import ShardSet, image_kind, open_shard_set
 from hybridssl.data.tars import tar_samples
-from hybridssl.distributed import derive_seed, rank_and_world_size
-from hybridssl.shards import MANIFEST, ShardError
+from hybridssl.data.distributed import derive_seed, rank_and_world_size
+from hybridssl.storage.shards import MANIFEST, ShardError
 
 log = logging.getLogger(__name__)
 _MAX_CONSECUTIVE_BAD = 1000  # a stream this broken is a wrong dataset, not a few bad samples

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import webdataset as wds
 
-from hybridssl.shards import ShardError, is_local
+from hybridssl.storage.shards import ShardError, is_local
 
 _SKIP_META = re.compile(r"__[^/]*__($|/)")
 _REGULAR = (b"0", b"\0", b"7")  # as tarfile.REGULAR_TYPES, less GNU sparse files

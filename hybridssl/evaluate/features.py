@@ -11,17 +11,16 @@ import hashlib
 import io
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from hybridssl import export
-from hybridssl.atomic import atomic_path
-from hybridssl.shards import MANIFEST, sha256_file
+from hybridssl.cli import progress
+from hybridssl.export import timm_folder as export
+from hybridssl.storage.atomic import atomic_path
+from hybridssl.storage.shards import MANIFEST, sha256_file
 
 
 @dataclass
@@ -45,8 +44,8 @@ def eval_transform(info: dict, preset: str):
     """The evaluation preprocessing for a backbone: the augment preset at the backbone's input
     size, crop fraction and normalisation (from its exported config.json; float bands come
     normalised from their shards); also its settings."""
-    from hybridssl.augment import load_augment_config
-    from hybridssl.augment_bands import eval_transform_for
+    from hybridssl.augment.config import load_augment_config
+    from hybridssl.augment.factory import eval_transform_for
     from hybridssl.config import to_dict
 
     size = int(info["image_size"])
@@ -74,8 +73,8 @@ def extract_features(backbone_dir: str | os.PathLike, shard_dir: str | os.PathLi
     model = model.to(device).eval()
     transform = transform.to(device)
     with torch.inference_mode():
-        for batch in tqdm(image_batches(shard_dir, batch_size, num_workers), desc=f"features {desc}".strip(),
-                          unit="batch", leave=False, disable=not sys.stderr.isatty()):
+        for batch in progress(image_batches(shard_dir, batch_size, num_workers), desc=f"features {desc}".strip(),
+                              unit="batch", leave=False):
             images = batch["image"].to(device)
             views = d4_views(images) if tta else [images]
             xs.append(torch.stack([model(transform(v)).float() for v in views]).mean(0).cpu().numpy())

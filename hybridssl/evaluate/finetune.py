@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import MISSING
 
-from hybridssl import export
+from hybridssl.export import timm_folder as export
 from hybridssl.data import read_meta
 from hybridssl.evaluate.features import eval_transform, image_batches
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import timm
 import torch
 
-from hybridssl import export
-from hybridssl.atomic import atomic_write_text
+from hybridssl.export import timm_folder as export
+from hybridssl.storage.atomic import atomic_write_text
 
 MODE = "random_init"
 

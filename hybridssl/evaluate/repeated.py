@@ -7,15 +7,14 @@ logistic regression with C chosen by stratified CV inside the labelled subset, s
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import List, Sequence
 
 import numpy as np
 import pandas as pd
 from omegaconf import MISSING
-from tqdm import tqdm
 
+from hybridssl.cli import progress
 from hybridssl.evaluate.bootstrap import MEAN, BootstrapConfig
 from hybridssl.evaluate.draws import Draw
 from hybridssl.evaluate.galaxy_bootstrap import compare
@@ -37,8 +36,7 @@ def predict_draws(name: str, x: np.ndarray, y: np.ndarray, ids: Sequence[str], c
                   draws: Sequence[Draw], cfg: LinearProbeConfig, tta: bool) -> pd.DataFrame:
     """One row per draw, budget and test galaxy: the probe's class probabilities (``p_CLASS``)."""
     ids, frames = np.asarray(ids), []
-    bar = tqdm(total=len(draws) * len(draws[0].labelled), desc=f"probes {name}", unit="fit", leave=False,
-               disable=not sys.stderr.isatty())
+    bar = progress(total=len(draws) * len(draws[0].labelled), desc=f"probes {name}", unit="fit", leave=False)
     for d in draws:
         for budget, rows in d.labelled.items():
             probs, _ = linear_probe(x[rows], y[rows], x[d.test], cfg, len(classes), seed=d.index)

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from hybridssl.atomic import atomic_path, atomic_write_text
+from hybridssl.storage.atomic import atomic_path, atomic_write_text
 from hybridssl.evaluate.bootstrap import MEAN, BootstrapConfig, compare_groups
 from hybridssl.evaluate.metrics import METRICS, summarise
 

@@ -17,7 +17,7 @@ import math
 import os
 from pathlib import Path
 
-from hybridssl.atomic import atomic_write_bytes, atomic_write_text
+from hybridssl.storage.atomic import atomic_write_bytes, atomic_write_text
 
 MODEL_FILE, HEAD_FILE, CONFIG_FILE = "model.safetensors", "head.safetensors", "config.json"
 _BACKBONE, _HEAD = "model.backbone.", "model.head."
@@ -34,7 +34,7 @@ def _save_tensors(tensors: dict, path: Path, metadata: dict) -> None:
 
 def export_checkpoint(ckpt_or_run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
     """Write the export of a checkpoint (or a run's newest complete one); returns config.json's content."""
-    from hybridssl.locks import ensure_dir
+    from hybridssl.storage.locks import ensure_dir
     from hybridssl.train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
     from hybridssl.train.guards import non_finite
     from hybridssl.train.module import CHECKPOINT_KEY
@@ -105,7 +105,7 @@ def _is_number(v) -> bool:
 def _check_fields(path: Path, info: dict) -> None:
     """The fields readers build models from: one :class:`ExportError` naming the first bad key, so a
     hand-edited config.json never reaches a traceback or another key's error."""
-    from hybridssl.images import MAX_IMAGE_SIZE
+    from hybridssl.storage.images import MAX_IMAGE_SIZE
 
     bands = info.get("in_chans", 3)
     checks = [("image_size", _is_int(info.get("image_size"), 1, MAX_IMAGE_SIZE), f"an integer in 1..{MAX_IMAGE_SIZE}"),
@@ -186,8 +186,8 @@ def load_backbone(export_dir: str | os.PathLike):
 
 
 def load_head(export_dir: str | os.PathLike):
-    """The exported Dirichlet head (``hybridssl.heads.DirichletHead``), or None when the mode had none."""
-    from hybridssl.heads import DirichletHead
+    """The exported Dirichlet head (``hybridssl.model.heads.DirichletHead``), or None when the mode had none."""
+    from hybridssl.model.heads import DirichletHead
 
     info = read_export_info(export_dir)
     if "head" not in info:

@@ -5,7 +5,7 @@ a held-out validation split, early stopping on its loss, a progress bar, and
 ``DIR/checkpoints/last.ckpt`` after every epoch, so the same command after a kill resumes where it
 stopped. A non-finite loss or weights stop the run with one line (pretraining's guard), the
 newest checkpoint staying the last finite one; ``DIR`` is held by the same writer lock as
-pretraining's (``hybridssl/locks.py``). The best epoch's weights are written to ``DIR`` in the export format
+pretraining's (``hybridssl/storage/locks.py``). The best epoch's weights are written to ``DIR`` in the export format
 (``hybridssl/finetune/export.py``), which ``predict`` and ``embed`` load.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from hybridssl.cli import int_at_least
+from hybridssl.finetune.config import CHECKPOINTS, LAST
 
-CHECKPOINTS, LAST = "checkpoints", "last.ckpt"
 # what a resumed run must share with the run that wrote its checkpoints
 _RESUME_KEYS = ("model", "shards", "catalog", "task", "label_column", "split_column", "train_split",
                 "val_fraction", "train_blocks", "seed")
@@ -53,7 +53,7 @@ def _check_resume(out: Path, settings: dict) -> Path | None:
     import yaml
 
     from hybridssl.config import ConfigError
-    from hybridssl.export import CONFIG_FILE
+    from hybridssl.export.timm_folder import CONFIG_FILE
 
     if (out / CONFIG_FILE).exists():
         raise ConfigError(f"{out} already holds a finished finetune ({CONFIG_FILE}); choose a new --out")
@@ -69,7 +69,7 @@ def _check_resume(out: Path, settings: dict) -> Path | None:
 
 
 def run(args) -> int:
-    from hybridssl.locks import dir_lock
+    from hybridssl.storage.locks import dir_lock
 
     cfg = load_run_config(args)
     out = Path(args.out)
@@ -80,7 +80,7 @@ def run(args) -> int:
 def _run_locked(args, cfg, out: Path) -> int:
     import yaml
 
-    from hybridssl.atomic import atomic_write_text
+    from hybridssl.storage.atomic import atomic_write_text
     from hybridssl.config import to_dict
     from hybridssl.finetune.train import finetune
 

@@ -9,6 +9,8 @@ from omegaconf import MISSING
 from hybridssl.config import ConfigError
 
 TASKS = ("classification", "regression", "votes")
+# a finetune --out folder: Lightning's checkpoints (best, last) live here; the CLI resumes from LAST
+CHECKPOINTS, LAST = "checkpoints", "last.ckpt"
 
 
 @dataclass

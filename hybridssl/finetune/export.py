@@ -15,8 +15,8 @@ from typing import Optional
 
 from timm.utils.model import unfreeze
 
-from hybridssl.atomic import atomic_write_text
-from hybridssl.export import CONFIG_FILE, HEAD_FILE, MODEL_FILE, _save_tensors, load_weights, read_export_info
+from hybridssl.storage.atomic import atomic_write_text
+from hybridssl.export.timm_folder import CONFIG_FILE, HEAD_FILE, MODEL_FILE, _save_tensors, load_weights, read_export_info
 
 TASK_HEAD_FILE = "task_head.safetensors"
 

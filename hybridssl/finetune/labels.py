@@ -65,7 +65,7 @@ def _column(args, source, column: str) -> tuple[list, list[str], str]:
             raise LabelError(f"{args.shards}: no column {column!r} in its samples' meta.json (fields: "
                              f"{', '.join(fields)}); prepare the catalog with --keep-columns {column}")
         return [m.get(column) for m in metas], [m["id_str"] for m in metas], f"{args.shards} meta.json"
-    from hybridssl.catalog import read_catalog
+    from hybridssl.storage.catalog import read_catalog
 
     df = read_catalog(args.catalog, (args.id_column, args.path_column))
     if column not in df.columns:

@@ -23,8 +23,8 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils.model import freeze
 from torch import nn
 
-from hybridssl.heads import DirichletHead
-from hybridssl.losses import dirichlet_multinomial_loss
+from hybridssl.model.heads import DirichletHead
+from hybridssl.model.losses import dirichlet_multinomial_loss
 from hybridssl.schema import Schema
 
 

@@ -12,8 +12,8 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from hybridssl import export
-from hybridssl.finetune.config import FinetuneConfig
+from hybridssl.export import timm_folder as export
+from hybridssl.finetune.config import CHECKPOINTS, FinetuneConfig
 from hybridssl.finetune.labels import LabelError, TaskData, TaskSamples, load_task_data, training_loader
 from hybridssl.finetune.module import FinetuneModule, freeze_blocks, task_head
 from hybridssl.train.guards import FiniteGuard, NonFiniteError, non_finite
@@ -27,7 +27,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 def _schema(args, info: dict):
     """Votes are read over the shards' own schema (a new campaign's questions); else the export's."""
     from hybridssl.schema import load_schema
-    from hybridssl.shards import read_manifest
+    from hybridssl.storage.shards import read_manifest
 
     return load_schema(read_manifest(args.shards)["schema"] if args.shards else info["schema"])
 
@@ -72,7 +72,6 @@ def _class_weights(cfg: FinetuneConfig, data: TaskData) -> Optional[torch.Tensor
 
 def _trainer(cfg: FinetuneConfig, out: Path, log_every: int) -> tuple[pl.Trainer, ModelCheckpoint]:
     from hybridssl.train.checkpoint import AtomicCheckpointIO
-    from hybridssl.finetune.cli import CHECKPOINTS
 
     # saved when the epoch ends (after its validation): one saved inside validation makes a resumed
     # run train that epoch's batches again

@@ -20,8 +20,8 @@ from omegaconf import MISSING
 from torch import nn
 
 from hybridssl.config import ConfigError
-from hybridssl.heads import DirichletHead
-from hybridssl.losses import byol_loss, dirichlet_multinomial_loss
+from hybridssl.model.heads import DirichletHead
+from hybridssl.model.losses import byol_loss, dirichlet_multinomial_loss
 from hybridssl.schema import Schema
 
 MODES = ("hybrid", "byol", "supervised", "scratch")
@@ -86,7 +86,7 @@ class HybridModel(nn.Module):
         return self.backbone(x)
 
     def byol_loss(self, features: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
-        """``hybridssl.losses.byol_loss`` of a batch's two views, stacked: ``views`` is
+        """``hybridssl.model.losses.byol_loss`` of a batch's two views, stacked: ``views`` is
         ``cat([view1, view2])`` and ``features`` the online backbone's output for it (computed once
         by the caller and shared with the Dirichlet head). Online heads and target network each
         run both views in one pass, so their BatchNorm layers see the same rows. Range [0, 8].

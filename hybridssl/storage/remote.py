@@ -1,24 +1,23 @@
-"""Shard sets behind a URL (``s3://``, ``gs://``, ``https://``, ``file://``, ``memory://`` ...),
-read through fsspec: never a shell command, unlike webdataset's ``pipe:``/``curl`` URLs.
+"""Files behind a URL (``s3://``, ``gs://``, ``https://``, ``file://``, ``memory://`` ...), read
+through fsspec: never a shell command, unlike webdataset's ``pipe:``/``curl`` URLs.
 
 fsspec is the optional extra ``remote`` (``pip install 'hybridssl[remote]'``); object stores
 also need their fsspec driver (``s3fs`` for ``s3://``, ``gcsfs`` for ``gs://``; ``aiohttp`` for
-``https://``). A remote shard is copied to a local temp folder (hashed on the way against the
-manifest's sha256) and read there by the same indexed reader as a local set.
+``https://``). ``hybridssl.storage.shards`` reads remote shard sets with these: a manifest's text,
+and each shard copied to a local temp folder, hashed on the way.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import socket
-import tempfile
 from pathlib import Path
-from typing import Iterator
-
-from hybridssl.shards import MANIFEST, ShardError
 
 _CHUNK = 1 << 22
+
+
+class RemoteError(OSError):
+    """A URL that cannot be read; the message names it and says why (fsspec or its driver missing,
+    host unreachable, no such file)."""
 
 
 def join(where: str, name: str) -> str:
@@ -29,22 +28,22 @@ def _fsspec(url: str):
     try:
         import fsspec
     except ImportError:
-        raise ShardError(f"{url}: reading shard URLs needs fsspec: pip install 'hybridssl[remote]'") from None
+        raise RemoteError(f"{url}: reading shard URLs needs fsspec: pip install 'hybridssl[remote]'") from None
     return fsspec
 
 
 def read_text(url: str) -> str:
-    """A small remote file's text; a missing file is a ShardError naming the URL."""
+    """A small remote file's text; a missing file is a RemoteError naming the URL."""
     fsspec = _fsspec(url)
     try:
         with fsspec.open(url, "rt") as f:
             return f.read()
     except FileNotFoundError as e:  # fsspec's http reports an unreachable host as a missing file
-        raise ShardError(f"{url}: {unreachable(e) or 'no such file'}") from None
+        raise RemoteError(f"{url}: {unreachable(e) or 'no such file'}") from None
     except ImportError as e:  # the protocol's driver (s3fs, gcsfs, aiohttp) is missing
-        raise ShardError(f"{url}: {e}") from None
+        raise RemoteError(f"{url}: {e}") from None
     except (OSError, ValueError) as e:
-        raise ShardError(f"{url}: cannot read ({type(e).__name__}: {e})") from None
+        raise RemoteError(f"{url}: cannot read ({type(e).__name__}: {e})") from None
 
 
 def unreachable(e: BaseException) -> str | None:
@@ -60,25 +59,20 @@ def unreachable(e: BaseException) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def fetched_shard(where: str, manifest: dict, name: str) -> Iterator[Path]:
-    """A local folder holding ``manifest`` and the shard ``name`` copied from ``where``; its
-    sha256 must match the manifest's, so a changed or truncated object is refused, not read."""
-    fsspec, url = _fsspec(where), join(where, name)
-    entry = next(s for s in manifest["shards"] if s["name"] == name)
-    with tempfile.TemporaryDirectory(prefix="hybridssl-shard-") as tmp:
-        h = hashlib.sha256()
-        try:
-            with fsspec.open(url, "rb") as src, open(Path(tmp) / name, "wb") as dst:
-                while block := src.read(_CHUNK):
-                    h.update(block)
-                    dst.write(block)
-        except FileNotFoundError as e:
-            raise ShardError(f"{url}: {unreachable(e) or f'listed in {join(where, MANIFEST)} but missing'}") from None
-        except ImportError as e:
-            raise ShardError(f"{url}: {e}") from None
-        if entry.get("sha256") and h.hexdigest() != entry["sha256"]:
-            raise ShardError(f"{url}: sha256 {h.hexdigest()[:12]}... differs from the manifest's "
-                             f"{entry['sha256'][:12]}...; the shard changed since `hybridssl prepare`")
-        (Path(tmp) / MANIFEST).write_text(json.dumps(manifest))
-        yield Path(tmp)
+def copy_hashed(url: str, dst: Path) -> str:
+    """Copy ``url`` to the local file ``dst``; returns the sha256 of what was read. A missing object
+    raises FileNotFoundError (the caller knows what it expected there); an unreachable host or a
+    missing driver is a RemoteError."""
+    fsspec, h = _fsspec(url), hashlib.sha256()
+    try:
+        with fsspec.open(url, "rb") as src, open(dst, "wb") as out:
+            while block := src.read(_CHUNK):
+                h.update(block)
+                out.write(block)
+    except FileNotFoundError as e:
+        if unreachable(e):
+            raise RemoteError(f"{url}: {unreachable(e)}") from None
+        raise
+    except ImportError as e:
+        raise RemoteError(f"{url}: {e}") from None
+    return h.hexdigest()

@@ -13,14 +13,19 @@ A shard set is a directory with ``shard-000000.tar`` ... and ``manifest.json``. 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+
+from hybridssl.storage import remote
 
 MANIFEST = "manifest.json"
 SHARD_PATTERN = "shard-{:06d}.tar"
@@ -91,10 +96,12 @@ def read_manifest(shard_dir: str | os.PathLike) -> dict:
     image_format, n_samples, shards: [{name, n_samples, sha256, bytes}], command, created; with
     ``image_format: npy`` also in_chans and bands (the per-band normalisation).
     """
-    if not is_local(str(shard_dir)):  # a URL: read through fsspec (hybridssl.data.remote)
-        from hybridssl.data import remote
+    if not is_local(str(shard_dir)):  # a URL: read through fsspec
         path = remote.join(shard_dir, MANIFEST)
-        text = remote.read_text(path)
+        try:
+            text = remote.read_text(path)
+        except remote.RemoteError as e:
+            raise ShardError(str(e)) from None
     else:
         path = Path(shard_dir) / MANIFEST
         if not path.exists():
@@ -142,3 +149,23 @@ def shard_names(m: dict, where) -> list[str]:
 def shard_paths(shard_dir: str | os.PathLike) -> list[Path]:
     """Shard files listed in the manifest (only complete shards are ever listed)."""
     return [Path(shard_dir) / name for name in shard_names(read_manifest(shard_dir), shard_dir)]
+
+
+@contextlib.contextmanager
+def fetched_shard(where: str, manifest: dict, name: str) -> Iterator[Path]:
+    """A local folder holding ``manifest`` and the shard ``name`` copied from the URL ``where``; its
+    sha256 must match the manifest's, so a changed or truncated object is refused, not read."""
+    url = remote.join(where, name)
+    entry = next(s for s in manifest["shards"] if s["name"] == name)
+    with tempfile.TemporaryDirectory(prefix="hybridssl-shard-") as tmp:
+        try:
+            digest = remote.copy_hashed(url, Path(tmp) / name)
+        except remote.RemoteError as e:
+            raise ShardError(str(e)) from None
+        except FileNotFoundError:
+            raise ShardError(f"{url}: listed in {remote.join(where, MANIFEST)} but missing") from None
+        if entry.get("sha256") and digest != entry["sha256"]:
+            raise ShardError(f"{url}: sha256 {digest[:12]}... differs from the manifest's "
+                             f"{entry['sha256'][:12]}...; the shard changed since `hybridssl prepare`")
+        (Path(tmp) / MANIFEST).write_text(json.dumps(manifest))
+        yield Path(tmp)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from hybridssl.atomic import atomic_path
+from hybridssl.storage.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"

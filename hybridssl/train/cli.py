@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from hybridssl.augment import recipe_overrides
+    from hybridssl.augment.config import recipe_overrides
     from hybridssl.train.config import PretrainConfig
 
     overrides = [o for arg in args.overrides
@@ -28,7 +28,7 @@ def run(args) -> int:
     if args.print_config:
         print(to_yaml(cfg))
         return 0
-    from hybridssl.outputs import check_outputs
+    from hybridssl.storage.outputs import check_outputs
     check_outputs({"out_dir": cfg.out_dir}, {f"data.{key}[{i}]": d for key in ("labelled", "unlabelled")
                                              for i, d in enumerate(getattr(cfg.data, key))}, folder_outputs=True)
     from hybridssl.train.run import pretrain

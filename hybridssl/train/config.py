@@ -6,11 +6,11 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-from hybridssl.augment import AugmentConfig
+from hybridssl.augment.config import AugmentConfig
 from hybridssl.config import ConfigError, check_ranges
 from hybridssl.data import DataConfig
-from hybridssl.losses import WEIGHTINGS
-from hybridssl.model import MODES, ModelConfig, uses_votes
+from hybridssl.model.losses import WEIGHTINGS
+from hybridssl.model.hybrid import MODES, ModelConfig, uses_votes
 
 OPTIMIZERS = ("adamw", "lars")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from hybridssl.atomic import atomic_write_text
+from hybridssl.storage.atomic import atomic_write_text
 from hybridssl.config import to_dict, to_yaml
 from hybridssl.train.checkpoint import CheckpointError
 

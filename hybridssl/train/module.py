@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from hybridssl.augment_bands import band_normalisation, two_views
+from hybridssl.augment.bands import band_normalisation
+from hybridssl.augment.factory import two_views
 from hybridssl.config import to_dict
-from hybridssl.losses import campaign_losses, campaign_voted_galaxies, combine_losses, dirichlet_multinomial_nll
-from hybridssl.model import HybridModel, backbone_args, uses_byol, uses_votes
+from hybridssl.model.losses import campaign_losses, campaign_voted_galaxies, combine_losses, dirichlet_multinomial_nll
+from hybridssl.model.hybrid import HybridModel, backbone_args, uses_byol, uses_votes
 from hybridssl.schema import Schema
 from hybridssl.train.config import PretrainConfig, resolve_images
 from hybridssl.train.guards import is_logging_step

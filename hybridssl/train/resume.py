@@ -15,7 +15,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from hybridssl.distributed import rank_and_world_size
+from hybridssl.data.distributed import rank_and_world_size
 
 
 def rng_state() -> dict:

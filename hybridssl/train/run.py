@@ -26,11 +26,11 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy
 
-from hybridssl.atomic import atomic_write_text
+from hybridssl.storage.atomic import atomic_write_text
 from hybridssl.config import ConfigError, to_yaml
 from hybridssl.data.memory import build_loader
-from hybridssl.locks import dir_lock
-from hybridssl.distributed import derive_seed, rank_and_world_size
+from hybridssl.storage.locks import dir_lock
+from hybridssl.data.distributed import derive_seed, rank_and_world_size
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, CheckpointError, checkpoint_name,
                                         latest_checkpoint, load_checkpoint, step_checkpoints, tidy_checkpoints)

@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from backbone_factory import SCHEMA, write_export
 from hybridssl.apply.inference import ModelError, load_model
-from hybridssl.heads import DirichletHead
+from hybridssl.model.heads import DirichletHead
 
 
 def test_a_head_for_other_features_is_one_line(tmp_path):

@@ -12,7 +12,7 @@ from factories import fake_id, fake_image, fake_votes, write_shards
 from hybridssl.apply.inference import ModelError, load_model
 from hybridssl.apply.sources import add_source_arguments, open_source
 from hybridssl.cli import main
-from hybridssl.shards import ShardError
+from hybridssl.storage.shards import ShardError
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from factories import fake_id, write_shards
 from hybridssl.apply.embeddings import read_embeddings
 from hybridssl.apply.survey import OUT_MANIFEST, RUN_FILE
 from hybridssl.cli import main
-from hybridssl.shards import MANIFEST, sha256_file
+from hybridssl.storage.shards import MANIFEST, sha256_file
 
 N, SHARDS = 22, 4
 PARTS = [f"shard-{i:06d}.parquet" for i in range(SHARDS)]

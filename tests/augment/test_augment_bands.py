@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from hybridssl.augment import load_augment_config
-from hybridssl.augment_bands import BandEvalTransform, BandTwoViews, RandomBandMean, RandomBandScale
+from hybridssl.augment.config import load_augment_config
+from hybridssl.augment.bands import BandEvalTransform, BandTwoViews, RandomBandMean, RandomBandScale
 from hybridssl.config import ConfigError
 
 OVERRIDES = ["crop_size=16", "resize_size=16", "blur_kernel=3", "solarize_p=[0.0,0.0]"]

@@ -5,7 +5,8 @@ from factories import write_shards
 from PIL import Image
 
 from hybridssl import cli
-from hybridssl.augment import EvalTransform, TwoViews, load_augment_config
+from hybridssl.augment.config import load_augment_config
+from hybridssl.augment.rgb import EvalTransform, TwoViews
 from hybridssl.config import ConfigError
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from benchmarks.release import card_table, release
-from hybridssl.export import export_checkpoint, load_backbone, load_head, read_export_info
+from hybridssl.export.timm_folder import export_checkpoint, load_backbone, load_head, read_export_info
 from test_export import tiny_run_config
 from hybridssl.train.run import pretrain
 

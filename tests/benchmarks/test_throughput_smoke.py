@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks import throughput as tp
-from hybridssl.losses import dirichlet_multinomial_nll
+from hybridssl.model.losses import dirichlet_multinomial_nll
 from hybridssl.schema import load_schema
 
 CPU = torch.device("cpu")

@@ -8,7 +8,7 @@ import torch
 from factories import write_shards
 
 from hybridssl.data import IndexedShards, make_eval_loader
-from hybridssl.shards import ShardError, decode_votes
+from hybridssl.storage.shards import ShardError, decode_votes
 
 
 @pytest.fixture(scope="module")

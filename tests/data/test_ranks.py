@@ -1,7 +1,7 @@
-"""hybridssl.distributed: the one rank helper and the one seed helper."""
+"""hybridssl.data.distributed: the one rank helper and the one seed helper."""
 import pytest
 
-from hybridssl.distributed import derive_seed, rank_and_world_size
+from hybridssl.data.distributed import derive_seed, rank_and_world_size
 
 JOB_VARS = ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS")
 

@@ -2,7 +2,7 @@
 import pytest
 
 from hybridssl.data.shardsets import ShardSet, band_kind, image_kind
-from hybridssl.shards import ShardError
+from hybridssl.storage.shards import ShardError
 
 
 def shard_set(where, stretch=None, in_chans=3):

@@ -9,7 +9,7 @@ from factories import write_shards
 
 from hybridssl.config import ConfigError, load_config
 from hybridssl.data import DataConfig, IndexedShards, build_train_loader, decode_image
-from hybridssl.shards import ShardError
+from hybridssl.storage.shards import ShardError
 
 SCHEMA = "gz_evo_v0.1"
 
@@ -127,7 +127,7 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
     seen = [i for b in batches for i in b["id_str"]]
     assert len(seen) == 14 and len(set(seen)) == 14
     assert sum(int(b["n_skipped"]) for b in batches) == 2
-    from hybridssl.shards import decode_key
+    from hybridssl.storage.shards import decode_key
     assert decode_key(bad_image) not in seen and decode_key(bad_votes) not in seen
 
 

@@ -9,7 +9,7 @@ from factories import write_shards
 
 from hybridssl.data.samples import decode_votes_fast
 from hybridssl.data.tars import tar_index, tar_samples
-from hybridssl.shards import ShardError, encode_votes
+from hybridssl.storage.shards import ShardError, encode_votes
 
 
 def write_tar(path, members, fmt=tarfile.USTAR_FORMAT):

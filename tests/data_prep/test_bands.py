@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_prep.bands import band_stats, prepare_bands
-from hybridssl.images import ImageError
+from hybridssl.storage.images import ImageError
 
 
 def test_a_16_bit_grey_png_is_one_band_at_full_depth(tmp_path):

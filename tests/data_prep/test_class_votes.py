@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from testpaths import REPO
 
-from hybridssl.catalog import CatalogError
+from hybridssl.storage.catalog import CatalogError
 from data_prep.class_votes import load_class_map
 from hybridssl.cli import main
 from hybridssl.schema import load_schema
-from hybridssl.shards import decode_votes, read_manifest
+from hybridssl.storage.shards import decode_votes, read_manifest
 from test_prepare import read_samples
 
 SCHEMA = load_schema("gz_evo_v0.1")

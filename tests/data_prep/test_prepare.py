@@ -16,10 +16,10 @@ from testpaths import FIXTURES
 from factories import fake_votes
 from PIL import Image
 
-from hybridssl.images import decode_image
+from hybridssl.storage.images import decode_image
 from hybridssl.cli import main
 from hybridssl.schema import load_schema
-from hybridssl.shards import decode_key, decode_votes, read_manifest, sha256_file
+from hybridssl.storage.shards import decode_key, decode_votes, read_manifest, sha256_file
 
 TABLES = FIXTURES / "gz_vote_tables"
 DR5 = TABLES / "gz_decals" / "gz_decals_volunteers_5.csv"

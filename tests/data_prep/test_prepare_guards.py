@@ -12,12 +12,12 @@ import pytest
 from factories import fake_votes, write_shards
 from PIL import Image
 
-from hybridssl.atomic import DiskWriteError, atomic_write_text
+from hybridssl.storage.atomic import DiskWriteError, atomic_write_text
 from hybridssl.cli import main
 from hybridssl.data import IndexedShards
-from hybridssl.locks import dir_lock
+from hybridssl.storage.locks import dir_lock
 from hybridssl.schema import load_schema
-from hybridssl.shards import ShardError, read_manifest, shard_paths
+from hybridssl.storage.shards import ShardError, read_manifest, shard_paths
 
 SCHEMA = load_schema("gz_evo_v0.1")
 

@@ -9,7 +9,7 @@ from factories import write_shards
 
 from data_prep.verify import verify
 from hybridssl.cli import main
-from hybridssl.shards import encode_votes, sha256_file
+from hybridssl.storage.shards import encode_votes, sha256_file
 
 
 @pytest.fixture

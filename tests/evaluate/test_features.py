@@ -3,7 +3,7 @@ import pytest
 
 from backbone_factory import write_export
 from factories import write_shards
-from hybridssl import export
+from hybridssl.export import timm_folder as export
 from hybridssl.data import read_meta
 from hybridssl.evaluate.features import cache_key, extract_features
 

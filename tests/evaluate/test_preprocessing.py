@@ -8,7 +8,7 @@ import torch
 
 from backbone_factory import write_export
 from factories import write_shards
-from hybridssl import export
+from hybridssl.export import timm_folder as export
 from hybridssl.apply.inference import load_model
 from hybridssl.data import IndexedShards
 from hybridssl.evaluate.features import extract_features

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from backbone_factory import write_export
-from hybridssl import export
+from hybridssl.export import timm_folder as export
 from hybridssl.evaluate.random_init import write_random_init
 
 

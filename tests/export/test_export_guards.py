@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from backbone_factory import write_export
 from hybridssl.cli import main
-from hybridssl.export import ExportError, export_checkpoint, load_backbone, load_head
+from hybridssl.export.timm_folder import ExportError, export_checkpoint, load_backbone, load_head
 from hybridssl.train.checkpoint import CheckpointError
 
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from factories import write_shards
 from hybridssl.config import ConfigError, config_dir, load_config
-from hybridssl.export import export_checkpoint, load_backbone, load_head
+from hybridssl.export.timm_folder import export_checkpoint, load_backbone, load_head
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import load_checkpoint
 from hybridssl.train.config import PretrainConfig

@@ -176,7 +176,7 @@ def test_a_diverging_run_stops_with_one_line_and_exports_nothing(data, tmp_path,
 
 
 def test_a_held_folder_is_refused_with_one_line(data, tmp_path, capsys):
-    from hybridssl.locks import dir_lock
+    from hybridssl.storage.locks import dir_lock
 
     out = tmp_path / "run"
     with dir_lock(out, "pretrain"):  # as a running pretraining (or another finetune) holds its folder

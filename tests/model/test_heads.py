@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from hybridssl.heads import DirichletHead, dirichlet_mean
-from hybridssl.losses import dirichlet_multinomial_loss
+from hybridssl.model.heads import DirichletHead, dirichlet_mean
+from hybridssl.model.losses import dirichlet_multinomial_loss
 from hybridssl.schema import Schema, load_schema
 
 

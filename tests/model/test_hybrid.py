@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from factories import fake_votes
-from hybridssl.model import MODES, HybridModel, ModelConfig
+from hybridssl.model.hybrid import MODES, HybridModel, ModelConfig
 from hybridssl.schema import load_schema
 
 SCHEMA = load_schema("gz_evo_v0.1")

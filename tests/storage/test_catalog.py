@@ -5,7 +5,7 @@ import pytest
 from testpaths import FIXTURES
 from factories import fake_votes
 
-from hybridssl.catalog import CatalogError, find_vote_columns, load_rows, read_catalog
+from hybridssl.storage.catalog import CatalogError, find_vote_columns, load_rows, read_catalog
 from hybridssl.schema import load_schema
 
 TABLES = FIXTURES / "gz_vote_tables"
@@ -127,7 +127,7 @@ def test_campaign_inferred_from_votes_when_no_column(tmp_path):
 
 @pytest.mark.parametrize("block", [50_000, 2])  # rows checked in blocks: numbers stay catalog-wide
 def test_bad_rows_are_rejected_by_row_id_and_reason(tmp_path, monkeypatch, block):
-    monkeypatch.setattr("hybridssl.catalog.ROW_BLOCK", block)
+    monkeypatch.setattr("hybridssl.storage.catalog.ROW_BLOCK", block)
     df, _ = _evo_catalog(tmp_path, 6)
     df = pd.concat([df, df.iloc[[0]]], ignore_index=True)  # row 6 duplicates row 0
     df["bar-dr5_maybe"] = 0.0

@@ -8,7 +8,7 @@ from astropy.io import fits
 from testpaths import FIXTURES
 from PIL import Image
 
-from hybridssl.images import (ImageError, decode_image, encode_image, fits_to_rgb, load_image, prepare_image,
+from hybridssl.storage.images import (ImageError, decode_image, encode_image, fits_to_rgb, load_image, prepare_image,
                               resize_square)
 
 FITS_DIR = FIXTURES / "decals_fits"

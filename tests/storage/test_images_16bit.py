@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hybridssl.images import ImageError, load_image, prepare_image, decode_image
+from hybridssl.storage.images import ImageError, load_image, prepare_image, decode_image
 
 SIZE = 64
 

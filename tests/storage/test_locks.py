@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from hybridssl.locks import LOCK_FILE, LockError, dir_lock
+from hybridssl.storage.locks import LOCK_FILE, LockError, dir_lock
 
 _HOLD = """
 import sys, time
-from hybridssl.locks import dir_lock
+from hybridssl.storage.locks import dir_lock
 with dir_lock(sys.argv[1], "holder"):
     print("held", flush=True)
     time.sleep(60)

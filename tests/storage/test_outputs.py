@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from hybridssl.apply.embeddings import write_embeddings
-from hybridssl.outputs import OutputPathError, check_outputs, written_by_us
+from hybridssl.storage.outputs import OutputPathError, check_outputs, written_by_us
 
 
 def test_an_output_that_is_an_input_is_refused(tmp_path):

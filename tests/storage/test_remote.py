@@ -3,8 +3,8 @@ import socket
 
 import pytest
 
-from hybridssl.data.remote import read_text, unreachable
-from hybridssl.shards import ShardError
+from hybridssl.storage.remote import unreachable
+from hybridssl.storage.shards import ShardError, read_manifest
 
 
 def _closed_port() -> int:
@@ -16,7 +16,7 @@ def _closed_port() -> int:
 def test_an_unreachable_host_is_named_a_connection_error():
     pytest.importorskip("aiohttp")
     with pytest.raises(ShardError, match="cannot connect") as e:
-        read_text(f"http://127.0.0.1:{_closed_port()}/set/manifest.json")
+        read_manifest(f"http://127.0.0.1:{_closed_port()}/set")
     assert "no such file" not in str(e.value)
 
 

@@ -1,7 +1,7 @@
 """Shard-set paths and manifests (issue 24): local folders with a colon, a manifest that is a folder."""
 import pytest
 
-from hybridssl.shards import ShardError, is_local, read_manifest
+from hybridssl.storage.shards import ShardError, is_local, read_manifest
 
 
 def test_an_existing_folder_with_a_colon_is_local(tmp_path):

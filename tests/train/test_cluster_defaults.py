@@ -90,7 +90,7 @@ def test_no_requeue_handler_outside_slurm(built, monkeypatch, tmp_path):
 def test_sync_batchnorm_converts_the_online_network_only():
     import torch
 
-    from hybridssl.model import HybridModel
+    from hybridssl.model.hybrid import HybridModel
     from hybridssl.train.config import PretrainConfig as Cfg
 
     cfg = load_config(Cfg, CONFIGS / "demo.yaml", ["out_dir=x", "data.labelled=[l]", "data.unlabelled=[u]",

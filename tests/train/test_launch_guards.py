@@ -3,7 +3,7 @@ training, and checkpoint housekeeping across resumes."""
 import pytest
 import torch
 
-from hybridssl.locks import LockError, dir_lock
+from hybridssl.storage.locks import LockError, dir_lock
 from hybridssl.train.checkpoint import CheckpointError, load_checkpoint, step_checkpoints
 from hybridssl.train.guards import NonFiniteError
 from hybridssl.train.run import pretrain

@@ -92,7 +92,7 @@ def test_resume_never_refuses_to_mix_runs(tiny_config):
 @pytest.fixture
 def head_inputs(monkeypatch):
     """The votes the Dirichlet head is trained on, per step."""
-    from hybridssl.model import HybridModel
+    from hybridssl.model.hybrid import HybridModel
     seen, supervised_loss = [], HybridModel.supervised_loss
 
     def record(self, features, votes, has_votes, schema):
@@ -117,7 +117,7 @@ def test_hybrid_and_supervised_train_on_the_same_labelled_rows(tiny_config, head
 
 def test_head_reads_view_one_before_blur(tiny_config, monkeypatch, tmp_path):
     """With a blurring recipe the head gets its own pass over the undistorted labelled rows."""
-    from hybridssl.model import HybridModel
+    from hybridssl.model.hybrid import HybridModel
     rows, features = [], HybridModel.features
     monkeypatch.setattr(HybridModel, "features", lambda self, x: rows.append(x.shape[0]) or features(self, x))
     pretrain(tiny_config("mode=hybrid", "trainer.max_steps=1", "augment.blur_p=[1.0,0.1]"))

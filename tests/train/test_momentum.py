@@ -7,7 +7,7 @@ import torch
 from lightly.utils.scheduler import cosine_schedule
 
 from hybridssl.config import config_dir, load_config
-from hybridssl.model import HybridModel, ModelConfig
+from hybridssl.model.hybrid import HybridModel, ModelConfig
 from hybridssl.train.checkpoint import load_checkpoint
 from hybridssl.train.config import PretrainConfig
 from hybridssl.train.module import PretrainModule

@@ -24,7 +24,7 @@ from hybridssl.train.config import PretrainConfig
 from hybridssl.train.guards import is_logging_step
 
 run = importlib.import_module("hybridssl.train.run")
-dirichlet = importlib.import_module("hybridssl.losses.dirichlet")
+dirichlet = importlib.import_module("hybridssl.model.losses.dirichlet")
 
 SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "equal", "unique", "_unique",
                "_unique2", "unique_consecutive", "unique_dim", "repeat_interleave", "bincount", "histc"}
@@ -33,7 +33,7 @@ SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", 
 # Reads of tensors that stay on the host in a GPU run too, so they wait for nothing there
 HOST_TENSORS = {
     "kornia/filters/gaussian.py": "the blur's sigma: TwoViews keeps that generator on the CPU "
-                                  "(tests/test_augment.py::test_blur_draws_its_sigma_on_the_host)",
+                                  "(tests/augment/test_augment_rgb.py::test_blur_draws_its_sigma_on_the_host)",
 }
 
 
@@ -77,7 +77,7 @@ class _Watch(pl.Callback):
                                    ("data.in_memory=true",)],
                          ids=["hybrid", "byol-imagenet-recipe", "supervised", "small-data-mode"])
 def test_cluster_preset_steps_never_read_the_device_back(shard_sets, tmp_path, monkeypatch, extra):
-    from hybridssl.augment import recipe_overrides
+    from hybridssl.augment.config import recipe_overrides
     recipe = [o for e in extra if e.startswith("augment=") for o in recipe_overrides(e.split("=")[1])]
     cfg = load_config(PretrainConfig, config_dir() / "pretrain" / "gz_evo.yaml", _overrides(
         shard_sets, tmp_path / "run", "trainer.accelerator=cpu", "trainer.max_steps=7", "trainer.log_every_n_steps=3",

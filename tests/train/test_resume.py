@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from hybridssl.atomic import DiskWriteError
+from hybridssl.storage.atomic import DiskWriteError
 from hybridssl.train.checkpoint import (AtomicCheckpointIO, CheckpointError, UnsafeCheckpointError,
                                         latest_checkpoint, load_checkpoint)
 from hybridssl.train.run import pretrain

@@ -1,7 +1,7 @@
 """The training losses: BYOL (self-supervised), Dirichlet-multinomial on Galaxy Zoo votes, and
 how the two combine."""
-from hybridssl.losses.byol import byol_loss, mean_cosine
-from hybridssl.losses.dirichlet import (
+from hybridssl.model.losses.byol import byol_loss, mean_cosine
+from hybridssl.model.losses.dirichlet import (
     campaign_losses,
     campaign_voted_galaxies,
     dirichlet_multinomial_loss,
@@ -10,7 +10,7 @@ from hybridssl.losses.dirichlet import (
     reduce_over_voted,
     validate_counts,
 )
-from hybridssl.losses.weighting import WEIGHTINGS, combine_losses
+from hybridssl.model.losses.weighting import WEIGHTINGS, combine_losses
 
 __all__ = [
     "WEIGHTINGS",

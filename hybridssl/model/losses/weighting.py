@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridssl.losses.byol import mean_cosine
+from hybridssl.model.losses.byol import mean_cosine
 
 WEIGHTINGS = ("magnitude_matched", "fixed")
 BYOL_SCALE = 4.0  # d byol_loss / d C: our BYOL loss is 4 + 4C in the paper's C

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from hybridssl.losses import byol_loss, mean_cosine
-from hybridssl.model import HybridModel, ModelConfig
+from hybridssl.model.losses import byol_loss, mean_cosine
+from hybridssl.model.hybrid import HybridModel, ModelConfig
 
 
 def cos(a, b):

@@ -7,13 +7,13 @@ import torch
 from scipy.stats import dirichlet_multinomial
 from torch.overrides import TorchFunctionMode
 
-from hybridssl.losses import (
+from hybridssl.model.losses import (
     campaign_losses,
     campaign_voted_galaxies,
     dirichlet_multinomial_loss,
     dirichlet_multinomial_nll,
 )
-from hybridssl.losses import dirichlet
+from hybridssl.model.losses import dirichlet
 from hybridssl.schema import Schema, load_schema
 
 

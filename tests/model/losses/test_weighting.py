@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hybridssl.losses import byol_loss, combine_losses
+from hybridssl.model.losses import byol_loss, combine_losses
 
 
 def _views(seed):
@@ -14,7 +14,7 @@ def _views(seed):
 
 
 def _paper_total(p1, p2, z1, z2, sup, w, weighting):
-    """The paper's objective from its definitions, sharing no code with hybridssl.losses."""
+    """The paper's objective from its definitions, sharing no code with hybridssl.model.losses."""
     c_term = -0.5 * (F.cosine_similarity(p1, z2.detach()).mean() + F.cosine_similarity(p2, z1.detach()).mean())
     if weighting == "fixed":
         return c_term + w * sup
