@@ -90,3 +90,17 @@ def _sample(rng, sch, i, seed, labelled, campaign, image_size, image_format, kee
 def _plain(v):
     """numpy scalars to Python ones, so meta.json stays plain JSON."""
     return v.item() if isinstance(v, np.generic) else v
+
+
+def tiny_run_config(root, *overrides):
+    """A 2-step hybrid run of the 0.4M-parameter test backbone on 16 labelled 32 px galaxies."""
+    from hybridssl.config import config_dir, load_config
+    from hybridssl.train.config import PretrainConfig
+
+    labelled = write_shards(root / "labelled", 16, labelled=True, n_shards=2, image_size=32)
+    return load_config(PretrainConfig, config_dir() / "pretrain" / "demo.yaml", [
+        f"out_dir={root / 'run'}", f"data.labelled=[{labelled}]", "data.unlabelled=[]", "data.batch_size=8",
+        "data.num_workers=0", "model.backbone=test_resnet", "model.projection_hidden_dim=32",
+        "model.prediction_hidden_dim=32", "model.projection_dim=16", "augment.crop_size=32",
+        "augment.resize_size=32", "augment.blur_kernel=3", "trainer.precision=32-true", "trainer.max_steps=2",
+        "trainer.progress_bar=false", "optim.warmup_steps=1", "mode=hybrid", *overrides])

@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from benchmarks.release import card_table, release
+from factories import tiny_run_config
 from hybridssl.export.timm_folder import export_checkpoint, load_backbone, load_head, read_export_info
-from test_export import tiny_run_config
 from hybridssl.train.run import pretrain
 
 

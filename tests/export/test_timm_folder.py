@@ -8,24 +8,13 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from factories import write_shards
-from hybridssl.config import ConfigError, config_dir, load_config
+from factories import tiny_run_config
+from hybridssl.config import ConfigError
 from hybridssl.export.timm_folder import export_checkpoint, load_backbone, load_head
 from hybridssl.schema import load_schema
 from hybridssl.train.checkpoint import load_checkpoint
-from hybridssl.train.config import PretrainConfig
 from hybridssl.train.module import PretrainModule
 from hybridssl.train.run import pretrain
-
-
-def tiny_run_config(root, *overrides) -> PretrainConfig:
-    labelled = write_shards(root / "labelled", 16, labelled=True, n_shards=2, image_size=32)
-    return load_config(PretrainConfig, config_dir() / "pretrain" / "demo.yaml", [
-        f"out_dir={root / 'run'}", f"data.labelled=[{labelled}]", "data.unlabelled=[]", "data.batch_size=8",
-        "data.num_workers=0", "model.backbone=test_resnet", "model.projection_hidden_dim=32",
-        "model.prediction_hidden_dim=32", "model.projection_dim=16", "augment.crop_size=32",
-        "augment.resize_size=32", "augment.blur_kernel=3", "trainer.precision=32-true", "trainer.max_steps=2",
-        "trainer.progress_bar=false", "optim.warmup_steps=1", "mode=hybrid", *overrides])
 
 
 @pytest.fixture(scope="module")
