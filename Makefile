@@ -24,8 +24,11 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# two worker processes: tests run one torch thread each, so two cores do two tests at once; the 15
+# slowest are listed at the end (speed itself is measured in benchmarks/, never asserted in tests)
+TEST_WORKERS ?= 2
 test: install
-	$(RUN) $(PY) -m pytest -q -p no:cacheprovider
+	$(RUN) $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=15
 
 # real galaxies (data_prep/galaxies); the synthetic one stays as demo-synthetic
 demo: install

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import importlib
 import json
 import os
 import platform
@@ -101,7 +100,7 @@ def _load(config: str, shards: Path, out_dir: Path, extra: list[str]):
 
 def _in_process(cfg, first: list, last: tuple = ()):
     """``hybridssl pretrain`` in this process, ``first`` before the Trainer's callbacks, ``last`` after."""
-    run = importlib.import_module("hybridssl.train.run")
+    from hybridssl.train import run
     build = run.build_trainer
 
     def with_callbacks(*args):

@@ -135,7 +135,9 @@ class LogProgress:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:  # the command's error is the line to read, not a "done"
+            self._closed = True
         self.close()
 
     def update(self, n: int = 1) -> None:

@@ -92,12 +92,15 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def tiny_run_config(root, *overrides):
-    """A 2-step hybrid run of the 0.4M-parameter test backbone on 16 labelled 32 px galaxies."""
+def tiny_run_config(root, *overrides, write: bool = True):
+    """A 2-step hybrid run of the 0.4M-parameter test backbone on 16 labelled 32 px galaxies in
+    ``root`` (``write=False``: the config of shards already written there)."""
     from hybridssl.config import config_dir, load_config
     from hybridssl.train.config import PretrainConfig
 
-    labelled = write_shards(root / "labelled", 16, labelled=True, n_shards=2, image_size=32)
+    labelled = root / "labelled"
+    if write:
+        write_shards(labelled, 16, labelled=True, n_shards=2, image_size=32)
     return load_config(PretrainConfig, config_dir() / "pretrain" / "demo.yaml", [
         f"out_dir={root / 'run'}", f"data.labelled=[{labelled}]", "data.unlabelled=[]", "data.batch_size=8",
         "data.num_workers=0", "model.backbone=test_resnet", "model.projection_hidden_dim=32",

@@ -157,3 +157,13 @@ def test_progress_on_a_terminal_is_tqdm_and_can_be_silenced(monkeypatch, capsys)
     bar.close()
     capsys.readouterr()
     assert list(progress([1, 2], enabled=False)) == [1, 2] and capsys.readouterr().err == ""
+
+
+def test_progress_in_a_log_says_nothing_when_its_stage_fails(capsys):
+    from hybridssl.cli import LogProgress
+
+    with pytest.raises(RuntimeError):
+        with LogProgress(None, total=4, desc="prepare", unit="img") as bar:
+            bar.update()
+            raise RuntimeError("row 3 is bad")
+    assert capsys.readouterr().err == ""

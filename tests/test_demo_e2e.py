@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODES = ["hybrid", "byol", "supervised", "scratch"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(1000)  # above the subprocess's own 900 s limit
 def test_demo_pipeline_tiny(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",

@@ -18,7 +18,7 @@ TINY_PRETRAIN = ("trainer.max_steps=3 trainer.checkpoint_every_n_steps=2 optim.w
                  "data.num_workers=0 augment.crop_size=32 augment.resize_size=32 augment.blur_kernel=3")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(1000)  # above the subprocess's own 900 s limit
 def test_real_demo_pipeline_tiny(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",

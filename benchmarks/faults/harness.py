@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +27,6 @@ from PIL import Image
 from hybridssl.schema import load_schema
 
 SCHEMA = "gz_evo_v0.1"
-# Commands safe to call twice in one process. `pretrain` always gets its own process: Lightning
-# keeps global state, and `hybridssl.train.run` (the submodule) replaces the package's `run`
-# function once imported, so a second in-process `pretrain` call fails.
-INPROCESS = ("prepare", "verify", "export", "benchmark")
 CAMPAIGN = "dr5"
 
 
@@ -78,7 +75,8 @@ def run_inprocess(args: list[str]) -> Proc:
     logging.getLogger().addHandler(handler)
     t0 = time.monotonic()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as PYTHONWARNINGS=ignore in child_env
             try:
                 rc = main(args)
             except SystemExit as e:
@@ -164,7 +162,7 @@ class Ctx:
         ``hybridssl.cli.main``, without paying torch's import again; an exception escaping it is
         printed as Python would, so the no-traceback checks mean the same thing.
         """
-        if self.inprocess and cmd is None and not popen and str(args[0]) in INPROCESS:
+        if self.inprocess and cmd is None and not popen:
             return run_inprocess(list(map(str, args)))
         cmd = cmd or hybridssl_cmd(*args)
         t0 = time.monotonic()

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from omegaconf import MISSING
 
@@ -41,6 +40,8 @@ def finetune(backbone_dir, shard_dir, train_idx: np.ndarray, test_idx: np.ndarra
 
     ``label_of``: id_str -> class index (rows are matched by id, not by position).
     """
+    import pytorch_lightning as pl  # here, not at the top: `hybridssl benchmark` without finetuning never needs it
+
     from hybridssl.data import IndexedShards
     from hybridssl.finetune.labels import TaskData, TaskSamples, training_loader
     from hybridssl.finetune.module import FinetuneModule, task_head

@@ -35,9 +35,8 @@ def _save_tensors(tensors: dict, path: Path, metadata: dict) -> None:
 def export_checkpoint(ckpt_or_run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
     """Write the export of a checkpoint (or a run's newest complete one); returns config.json's content."""
     from hybridssl.storage.locks import ensure_dir
-    from hybridssl.train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
-    from hybridssl.train.guards import non_finite
-    from hybridssl.train.module import CHECKPOINT_KEY
+    from hybridssl.train.checkpoint import (CHECKPOINT_KEY, CheckpointError, load_checkpoint, non_finite,
+                                            resolve_checkpoint)
 
     path = resolve_checkpoint(ckpt_or_run_dir)
     ckpt = load_checkpoint(path)

@@ -16,7 +16,8 @@ from hybridssl.export import timm_folder as export
 from hybridssl.finetune.config import CHECKPOINTS, FinetuneConfig
 from hybridssl.finetune.labels import LabelError, TaskData, TaskSamples, load_task_data, training_loader
 from hybridssl.finetune.module import FinetuneModule, freeze_blocks, task_head
-from hybridssl.train.guards import FiniteGuard, NonFiniteError, non_finite
+from hybridssl.train.checkpoint import non_finite
+from hybridssl.train.guards import FiniteGuard, NonFiniteError
 
 # a non-empty checkpoint directory is the resume case (cli.py refuses a finished run's); the other
 # is a deprecation inside Lightning itself
@@ -71,7 +72,7 @@ def _class_weights(cfg: FinetuneConfig, data: TaskData) -> Optional[torch.Tensor
 
 
 def _trainer(cfg: FinetuneConfig, out: Path, log_every: int) -> tuple[pl.Trainer, ModelCheckpoint]:
-    from hybridssl.train.checkpoint import AtomicCheckpointIO
+    from hybridssl.train.checkpoint_io import AtomicCheckpointIO
 
     # saved when the epoch ends (after its validation): one saved inside validation makes a resumed
     # run train that epoch's batches again

@@ -4,6 +4,3 @@
   for every mode); ``optim``: optimiser and schedules; ``checkpoint``: atomic, tensor-only
   checkpoint files; ``resume``: data position and RNGs for exact resume; ``run``: the Trainer.
 """
-from hybridssl.train.cli import add_arguments, run
-
-__all__ = ["add_arguments", "run"]

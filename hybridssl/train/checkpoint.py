@@ -1,7 +1,8 @@
 """Checkpoint files: atomic writes, tensor-only loads, and finding the newest complete one.
 
-Lightning writes through :class:`AtomicCheckpointIO`, so a SIGKILL or a full disk leaves the
-previous checkpoint intact and never a partial file under a checkpoint name. Every load uses
+Lightning writes through ``checkpoint_io.AtomicCheckpointIO``, so a SIGKILL or a full disk leaves
+the previous checkpoint intact and never a partial file under a checkpoint name. Nothing here
+imports Lightning, so ``hybridssl export`` starts in torch's time, not Lightning's. Every load uses
 ``torch.load(weights_only=True)``: a checkpoint holding any pickled object other than tensors
 and plain containers is refused instead of executed.
 """
@@ -15,12 +16,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from hybridssl.storage.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_KEY = "hybridssl"  # our part of a Lightning checkpoint: config, export info, momentum
 _STEP_NAME = re.compile(r"^step(\d+)\.ckpt$")
 
 
@@ -30,6 +30,11 @@ class CheckpointError(ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint holds pickled objects beyond tensors and plain containers (possible code)."""
+
+
+def non_finite(tensors: dict) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def checkpoint_name(step: int) -> str:
@@ -54,25 +59,6 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", mmap: bool = Fa
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"checkpoint {path} is not a hybridssl/Lightning checkpoint (no state_dict)")
     return ckpt
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning CheckpointIO: temp file + fsync + rename on save; weights_only on load."""
-
-    def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            try:
-                torch.save(checkpoint, f)
-            except RuntimeError as e:  # torch's writer wraps the OSError (ENOSPC, EFBIG) of our file
-                cause = e.__context__
-                if isinstance(cause, OSError):
-                    raise OSError(cause.errno, cause.strerror) from e
-                raise
-
-    def load_checkpoint(self, path, map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
-        return load_checkpoint(path, map_location=map_location or "cpu")
 
 
 def step_checkpoints(run_dir: str | Path) -> list[Path]:

@@ -4,7 +4,7 @@
 wait per step) and raises :class:`NonFiniteError` on the next logging step (where Lightning reads
 the logged values back anyway), before any checkpoint is written and at the end of training; it
 also checks the weights before every checkpoint. The newest checkpoint on disk therefore stays
-the last finite one. :func:`non_finite` is the same weight check for ``export``.
+the last finite one. ``checkpoint.non_finite`` is the weight check, shared with ``export``.
 """
 from __future__ import annotations
 
@@ -13,14 +13,11 @@ from typing import Optional
 import pytorch_lightning as pl
 import torch
 
+from hybridssl.train.checkpoint import non_finite
+
 
 class NonFiniteError(ValueError):
     """A loss or a weight is NaN or infinite; the message names the step or the tensors."""
-
-
-def non_finite(tensors: dict) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an infinity."""
-    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def _all_ranks(trainer: pl.Trainer, ok: bool) -> bool:

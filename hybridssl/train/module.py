@@ -10,11 +10,11 @@ from hybridssl.config import to_dict
 from hybridssl.model.losses import campaign_losses, campaign_voted_galaxies, combine_losses, dirichlet_multinomial_nll
 from hybridssl.model.hybrid import HybridModel, backbone_args, uses_byol, uses_votes
 from hybridssl.schema import Schema
+from hybridssl.train.checkpoint import CHECKPOINT_KEY
 from hybridssl.train.config import PretrainConfig, resolve_images
 from hybridssl.train.guards import is_logging_step
 from hybridssl.train.optim import build_optimizer, build_scheduler, scaled_lr, target_momentum
 
-CHECKPOINT_KEY = "hybridssl"  # our part of a Lightning checkpoint: config, export info, momentum
 
 
 class PretrainModule(pl.LightningModule):

@@ -32,12 +32,13 @@ from hybridssl.data.memory import build_loader
 from hybridssl.storage.locks import dir_lock
 from hybridssl.data.distributed import derive_seed, rank_and_world_size
 from hybridssl.schema import load_schema
-from hybridssl.train.checkpoint import (CHECKPOINT_DIR, AtomicCheckpointIO, CheckpointError, checkpoint_name,
+from hybridssl.train.checkpoint import (CHECKPOINT_DIR, CHECKPOINT_KEY, CheckpointError, checkpoint_name,
                                         latest_checkpoint, load_checkpoint, step_checkpoints, tidy_checkpoints)
+from hybridssl.train.checkpoint_io import AtomicCheckpointIO
 from hybridssl.train.config import PretrainConfig, TrainerConfig, resolve_images
 from hybridssl.train.guards import FiniteGuard
 from hybridssl.train.launches import check_resume_config, check_weight_shapes, record_launch
-from hybridssl.train.module import CHECKPOINT_KEY, PretrainModule
+from hybridssl.train.module import PretrainModule
 from hybridssl.train.requeue import RequeueOnSignal, hpc_checkpoints
 from hybridssl.train.progress import progress_callbacks, shows_progress
 from hybridssl.train.resume import ExactResume

@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(1500)  # the subprocess's own limit; a loaded machine is slow, not wrong
 def test_device_check_script_writes_every_part_tiny_on_cpu(tmp_path):
     out = tmp_path / "out"

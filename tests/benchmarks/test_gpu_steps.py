@@ -15,7 +15,7 @@ TINY = ("trainer.checkpoint_every_n_steps=2 optim.warmup_steps=1 data.batch_size
         "augment.crop_size=32 augment.resize_size=32")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(1200)  # above the subprocess's own 900 s limit
 def test_gpu_steps_script_tiny_on_cpu(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"

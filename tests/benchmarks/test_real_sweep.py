@@ -1,6 +1,8 @@
 """benchmarks/real_sweep.py tiny on CPU: two variants, a few steps, a handful of real galaxies."""
 import json
 
+import pytest
+
 from benchmarks import real_sweep
 from benchmarks.real_sweep import main
 
@@ -9,6 +11,7 @@ TINY = ("trainer.max_steps=3 trainer.checkpoint_every_n_steps=2 optim.warmup_ste
         "trainer.progress_bar=false")
 
 
+@pytest.mark.slow
 def test_sweep_scores_two_variants_on_validation_galaxies_only(tmp_path, capsys, monkeypatch):
     seen = []  # rows each probe fits + validates on: never a test-split galaxy
     probe = real_sweep.linear_probe

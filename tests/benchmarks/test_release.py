@@ -8,18 +8,12 @@ import torch
 from safetensors.torch import load_file
 
 from benchmarks.release import card_table, release
-from factories import tiny_run_config
-from hybridssl.export.timm_folder import export_checkpoint, load_backbone, load_head, read_export_info
-from hybridssl.train.run import pretrain
+from hybridssl.export.timm_folder import load_backbone, load_head, read_export_info
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("release")
-    cfg = tiny_run_config(root)
-    pretrain(cfg)
-    export_checkpoint(root / "run", root / "export")
-    return root
+def exported(tiny_pretrained):
+    return tiny_pretrained[2].parent  # run/ and export/
 
 
 TABLE = "| features | AUC |\n|---|---|\n| photometric | 0.7 |\n"

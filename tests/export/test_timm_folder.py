@@ -18,9 +18,8 @@ from hybridssl.train.run import pretrain
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    cfg = tiny_run_config(tmp_path_factory.mktemp("export"))
-    return cfg, pretrain(cfg)
+def trained_run(tiny_pretrained):
+    return tiny_pretrained[:2]
 
 
 def trained_module(cfg, ckpt) -> PretrainModule:

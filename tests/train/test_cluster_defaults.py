@@ -1,5 +1,4 @@
 """Cluster defaults (issue 16): what a multi-node GPU launch gets without any override."""
-import importlib
 import os
 import subprocess
 from pathlib import Path
@@ -11,7 +10,7 @@ from hybridssl.train.config import PretrainConfig
 from hybridssl.train.requeue import RequeueOnSignal
 from hybridssl.train.resume import ExactResume
 
-run = importlib.import_module("hybridssl.train.run")  # the package re-exports a run() function
+from hybridssl.train import run
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 
 

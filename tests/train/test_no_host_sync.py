@@ -23,7 +23,7 @@ from hybridssl.config import config_dir, load_config
 from hybridssl.train.config import PretrainConfig
 from hybridssl.train.guards import is_logging_step
 
-run = importlib.import_module("hybridssl.train.run")
+from hybridssl.train import run
 dirichlet = importlib.import_module("hybridssl.model.losses.dirichlet")
 
 SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "equal", "unique", "_unique",

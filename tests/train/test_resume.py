@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hybridssl.storage.atomic import DiskWriteError
-from hybridssl.train.checkpoint import (AtomicCheckpointIO, CheckpointError, UnsafeCheckpointError,
-                                        latest_checkpoint, load_checkpoint)
+from hybridssl.train.checkpoint import CheckpointError, UnsafeCheckpointError, latest_checkpoint, load_checkpoint
+from hybridssl.train.checkpoint_io import AtomicCheckpointIO
 from hybridssl.train.run import pretrain
 
 STEPS = 6
