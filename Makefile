@@ -24,11 +24,12 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# two worker processes: tests run one torch thread each, so two cores do two tests at once; the 15
+# two worker processes: tests run one torch thread each, so two cores do two tests at once; tests are
+# handed out two at a time (xdist would otherwise give the first worker every slow test); the 15
 # slowest are listed at the end (speed itself is measured in benchmarks/, never asserted in tests)
 TEST_WORKERS ?= 2
 test: install
-	$(RUN) $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=15
+	$(RUN) $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --maxschedchunk 2 --durations=15
 
 # real galaxies (data_prep/galaxies); the synthetic one stays as demo-synthetic
 demo: install

@@ -35,6 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def random_export(out: Path, arch: str, image_size: int) -> Path:
     schema = load_schema("gz_evo_v0.1")
+    torch.manual_seed(0)  # the same random weights on every run (speed does not depend on them; outputs do)
     model = timm.create_model(arch, pretrained=False, num_classes=0)
     head = DirichletHead(model.num_features, schema.n_answers, 0.2)
     out.mkdir(parents=True)
