@@ -64,3 +64,10 @@ class StepThroughput(pl.Callback):
         keep = ("samples_per_sec", "device/samples_per_sec", "device/flops_per_sec", "device/mfu")
         pl_module.log_dict({f"train/{k}": float(v) for k, v in metrics.items() if k in keep},
                            rank_zero_only=True)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        """A step that raised (a diverging loss, a bad batch) never reaches ``on_train_batch_end``:
+        leave the counter here, or its global module hooks outlive the run in this process."""
+        if self._counter is not None:
+            self._counter.__exit__(type(exception), exception, None)
+            self._counter = None
