@@ -54,3 +54,25 @@ def tiny_pretrained(tmp_path_factory):
 
     folder = built_once(tmp_path_factory, "tiny-pretrained", build)
     return tiny_run_config(folder, write=False), latest_checkpoint(folder / "run"), folder / "export"
+
+
+@pytest.fixture(scope="session")
+def warm_cli(tmp_path_factory):
+    """Environment for a shell script whose ``hybridssl`` (``HSSL``) and ``python -m hybridssl.cli``
+    (``PYTHON``) are forked from one process that imported torch once (``tests/warm_cli.py``)."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("warm")
+    root = TESTS.parent
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    with open(folder / "server.log", "w") as log:
+        server = subprocess.Popen([sys.executable, str(TESTS / "warm_cli.py"), "serve", str(folder / "cli.sock")],
+                                  cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    if server.stdout.readline().strip() != "ready":
+        server.kill()
+        raise RuntimeError(f"the warm hybridssl server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+    yield {"HSSL": str(TESTS / "warm" / "hybridssl"), "PYTHON": str(TESTS / "warm" / "python"),
+           "WARM_CLI_SOCKET": str(folder / "cli.sock"), "WARM_CLI_PYTHON": sys.executable}
+    server.terminate()
+    server.wait(timeout=30)

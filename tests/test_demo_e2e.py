@@ -7,7 +7,6 @@ works; the numbers are not checked (they mean nothing at this size).
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,9 +20,8 @@ MODES = ["hybrid", "byol", "supervised", "scratch"]
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1000)  # above the subprocess's own 900 s limit
-def test_demo_pipeline_tiny(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-               HSSL=str(Path(sys.executable).with_name("hybridssl")),
+def test_demo_pipeline_tiny(tmp_path, warm_cli):
+    env = dict(os.environ, **warm_cli, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",  # hybridssl forked warm
                DEMO_LABELLED="96", DEMO_UNLABELLED="64", DEMO_DOWNSTREAM="80", DEMO_HELDOUT="60", DEMO_SIZE="32",
                DEMO_WORKERS="1",
                PRETRAIN_ARGS=("trainer.max_steps=3 trainer.checkpoint_every_n_steps=2 optim.warmup_steps=1 data.batch_size=8 "

@@ -6,7 +6,6 @@ four modes a few steps -> export -> both real benchmarks -> apply. The numbers a
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +19,8 @@ TINY_PRETRAIN = ("trainer.max_steps=3 trainer.checkpoint_every_n_steps=2 optim.w
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1000)  # above the subprocess's own 900 s limit
-def test_real_demo_pipeline_tiny(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-               HSSL=str(Path(sys.executable).with_name("hybridssl")),
+def test_real_demo_pipeline_tiny(tmp_path, warm_cli):
+    env = dict(os.environ, **warm_cli, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",  # hybridssl forked warm
                DEMO_LIMIT="16", DEMO_SIZE="32", DEMO_WORKERS="1", PRETRAIN_ARGS=TINY_PRETRAIN,
                DEMO_RELEASED="0",  # weights/ holds 64 px backbones; tests/benchmarks/test_release.py checks them
                # make demo runs the repeated-split headline only; the fixed-split grid is kept working here

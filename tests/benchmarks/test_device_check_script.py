@@ -4,7 +4,6 @@ processes, each paying its imports); on a shared, loaded machine it takes longer
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1500)  # the subprocess's own limit; a loaded machine is slow, not wrong
-def test_device_check_script_writes_every_part_tiny_on_cpu(tmp_path):
+def test_device_check_script_writes_every_part_tiny_on_cpu(tmp_path, warm_cli):
     out = tmp_path / "out"
-    env = dict(os.environ, OUT=str(out), WORK=str(tmp_path / "work"), CPU="1", PYTHON=sys.executable,
-               OMP_NUM_THREADS="1")
+    env = dict(os.environ, **warm_cli, OUT=str(out), WORK=str(tmp_path / "work"), CPU="1", OMP_NUM_THREADS="1")
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "device_check.sh")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

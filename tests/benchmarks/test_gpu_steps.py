@@ -4,7 +4,6 @@ so a change that breaks it shows here and not on the next, rare GPU loan."""
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -17,10 +16,10 @@ TINY = ("trainer.checkpoint_every_n_steps=2 optim.warmup_steps=1 data.batch_size
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1200)  # above the subprocess's own 900 s limit
-def test_gpu_steps_script_tiny_on_cpu(tmp_path):
+def test_gpu_steps_script_tiny_on_cpu(tmp_path, warm_cli):
     out, work = tmp_path / "out", tmp_path / "work"
-    env = dict(os.environ, OUT=str(out), WORK=str(work), ACCEL="cpu", STEPS="3", LIMIT="16", WORKERS="0",
-               PYTHON=sys.executable, RUNS="hybrid:0 supervised:0", PRETRAIN_ARGS=TINY, OMP_NUM_THREADS="1",
+    env = dict(os.environ, **warm_cli, OUT=str(out), WORK=str(work), ACCEL="cpu", STEPS="3", LIMIT="16", WORKERS="0",
+               RUNS="hybrid:0 supervised:0", PRETRAIN_ARGS=TINY, OMP_NUM_THREADS="1",
                BENCH_ARGS="budgets=[4,all] seeds=[0] linear.cv_folds=2 knn.k=3 repeated.budgets=[4] repeated.draws=2",
                VAL_BUDGETS="4")
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_steps.sh")], cwd=REPO, env=env,
