@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -226,8 +227,10 @@ def _pretrain_locked(cfg: PretrainConfig, rank: int) -> Optional[Path]:
     final = out / CHECKPOINT_DIR / checkpoint_name(trainer.global_step)
     if trainer.global_step % cfg.trainer.checkpoint_every_n_steps:  # ModelCheckpoint saved the others
         trainer.save_checkpoint(final, weights_only=False)
-    print(f"rank {trainer.global_rank}: finished at step {trainer.global_step}; "
-          f"weights digest {weights_digest(module.model)}", flush=True)
+    # one write for the whole line: ranks share a terminal or a log, and print() writes the newline apart
+    sys.stdout.write(f"rank {trainer.global_rank}: finished at step {trainer.global_step}; "
+                     f"weights digest {weights_digest(module.model)}\n")
+    sys.stdout.flush()
     if trainer.is_global_zero:
         tidy_checkpoints(out, cfg.trainer.keep_checkpoints)
         print(f"final checkpoint: {final}", flush=True)
