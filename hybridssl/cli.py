@@ -2,6 +2,7 @@
 
 A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Only the chosen
 command's module is imported, so ``hybridssl schema`` does not pay for importing torch.
+:func:`progress` is how every command reports long work: a bar on a terminal, a line per stage in a log.
 """
 from __future__ import annotations
 
