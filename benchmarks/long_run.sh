@@ -62,16 +62,17 @@ $PY -m hybridssl.cli pretrain --config real_long mode=scratch out_dir="$OUT/runs
 $PY - "$OUT" >> "$OUT/logs/export.log" 2>&1 <<'PY'
 import sys
 from pathlib import Path
+from benchmarks.real_sweep import export_checkpoints
 from hybridssl.export.timm_folder import export_checkpoint
 out = Path(sys.argv[1])
 for run in sorted((out / "runs").iterdir()):
-    jobs = [(run, out / "export" / run.name)]
+    dest = out / "export" / run.name
+    if not (dest / "model.safetensors").is_file():
+        info = export_checkpoint(run, dest)
+        print(f"exported {run} (step {info['checkpoint']['global_step']}) -> {dest}", flush=True)
     if run.name != "scratch":
-        jobs += [(c, out / "curve" / run.name / c.stem) for c in sorted((run / "checkpoints").glob("step*.ckpt"))]
-    for src, dest in jobs:
-        if not (dest / "model.safetensors").is_file():
-            info = export_checkpoint(src, dest)
-            print(f"exported {src} (step {info['checkpoint']['global_step']}) -> {dest}", flush=True)
+        curve = export_checkpoints(run, out / "curve" / run.name)
+        print(f"{run.name}: {len(curve)} checkpoints exported for the curve", flush=True)
 PY
 tick "exported"
 # validation galaxies inside the rings' train split, for choosing a checkpoint to release (never the test split)

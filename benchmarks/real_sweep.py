@@ -54,6 +54,19 @@ def pretrain_and_export(out: Path, name: str, overrides: list[str]) -> Path:
     return export
 
 
+def export_checkpoints(run: Path, dest: Path) -> list[Path]:
+    """Each ``stepN.ckpt`` of ``run`` exported to ``dest/stepN``, oldest first; an export already
+    there is kept (a resumed curve redoes nothing). The checkpoint curve of one run."""
+    from hybridssl.export.timm_folder import export_checkpoint
+    folders = []
+    for ckpt in sorted((run / "checkpoints").glob("step*.ckpt")):
+        folder = dest / ckpt.stem
+        if not (folder / "model.safetensors").is_file():
+            export_checkpoint(ckpt, folder)
+        folders.append(folder)
+    return folders
+
+
 def validation_scores(export: Path, shards: Path, task: str, budgets: list, n_splits: int, device: str,
                       cache: Path) -> dict:
     """{budget: [ROC AUC per draw]} on validation galaxies inside the task's train split: the

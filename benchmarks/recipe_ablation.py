@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.curve import plot_curves
 from benchmarks.real_data import prepare_all
-from benchmarks.real_sweep import pretrain_and_export, validation_scores
+from benchmarks.real_sweep import export_checkpoints, pretrain_and_export, validation_scores
 
 BATCH = 32  # configs/pretrain/demo.yaml's data.batch_size: samples seen = step x BATCH
 # name -> (image size, pretraining overrides); 'paper' is demo.yaml as it is (configs/augment/galaxy.yaml)
@@ -55,14 +55,8 @@ def validation_auc(export: Path, shards: Path, budgets: list, draws: int, cache:
 
 def score_curve(out: Path, run: Path, shards: Path, budgets: list, draws: int) -> dict:
     """{step: validation AUC} for every checkpoint of ``run``, each exported to OUT/curve/RUN/stepN."""
-    from hybridssl.export.timm_folder import export_checkpoint
-    curve = {}
-    for ckpt in sorted((run / "checkpoints").glob("step*.ckpt")):
-        dest = out / "curve" / run.name / ckpt.stem
-        if not (dest / "model.safetensors").is_file():
-            export_checkpoint(ckpt, dest)
-        curve[int(ckpt.stem.removeprefix("step"))] = validation_auc(dest, shards, budgets, draws, out / "valfeatures")
-    return curve
+    return {int(e.name.removeprefix("step")): validation_auc(e, shards, budgets, draws, out / "valfeatures")
+            for e in export_checkpoints(run, out / "curve" / run.name)}
 
 
 def seed_curves(results: dict, batch_size: int) -> dict:
