@@ -19,6 +19,8 @@ def test_exit_codes_streams_directory_and_environment_are_the_callers(warm_cli, 
     code = "import os, sys; print(os.getcwd(), os.environ['MARK'], sys.argv[1:])"
     here = _run(warm_cli, warm_cli["PYTHON"], "-c", code, "a", cwd=tmp_path, MARK="seen")
     assert here.stdout.split() == [str(tmp_path), "seen", "['a']"]  # plain python runs as python
+    other = _run(warm_cli, warm_cli["PYTHON"], "-m", "platform", cwd=tmp_path)  # not served warm: plain python
+    assert other.returncode == 0 and "Linux" in other.stdout
     out = _run(warm_cli, warm_cli["PYTHON"], "-m", "hybridssl.cli", "demo-data", "small", "--n-labelled", "4",
                "--n-unlabelled", "2", "--n-downstream", "4", "--size", "32", "--workers", "1", cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -21,7 +21,7 @@ import sys
 
 PRELOAD = ("torch", "timm", "pytorch_lightning", "hybridssl.cli", "hybridssl.train.run", "hybridssl.apply.inference",
            "hybridssl.apply.predict", "benchmarks.transfer", "data_prep.prepare")
-MODULES = ("hybridssl.cli", "benchmarks.gpu_check")  # what `python -m` may run warm (tests/warm/python)
+MODULES = ("hybridssl.cli", "benchmarks.gpu_check")  # the `python -m` modules run warm (tests/warm/python)
 _HEADER = struct.Struct("!Q")
 
 
@@ -106,8 +106,8 @@ def serve(path: str) -> None:
 
 
 def client(module: str, argv: list[str]) -> int:
-    if module not in MODULES:
-        raise SystemExit(f"warm_cli: {module} is not one of {MODULES}")
+    if module not in MODULES:  # any other `python -m` is plain python
+        os.execv(sys.executable, [sys.executable, "-m", module, *argv])
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(os.environ["WARM_CLI_SOCKET"])
     body = json.dumps({"module": module, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
